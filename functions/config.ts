@@ -1,0 +1,435 @@
+/**
+ * The registry's configuration: distribution's (registry:2) `config.yml` format, read unchanged,
+ * plus REGISTRY_* environment overrides, validated and defaulted into one typed RegistryConfig.
+ * See distribution's configuration/configuration.go and docs/content/about/configuration.md.
+ *
+ * Without a file, an embedded default for a laptop applies; with a file, distribution's defaults
+ * apply to whatever it leaves out. Unknown keys, and distribution features this registry does not
+ * support yet, are accepted with a warning so an existing registry:2 configuration runs as it is.
+ */
+import { readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { parseDocument } from 'yaml';
+import type { Context, Infer } from './config-schema.js';
+import {
+  ConfigError,
+  applyEnv,
+  bool,
+  decode,
+  duration,
+  field,
+  int,
+  isRecord,
+  list,
+  map,
+  object,
+  oneOf,
+  optInt,
+  optMap,
+  optObject,
+  optStr,
+  raw,
+  reqStr,
+  str,
+} from './config-schema.js';
+
+export { ConfigError, parseGoDuration } from './config-schema.js';
+
+export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
+
+/** Parameters of a storage driver implemented later, kept as given (distribution's lower-case keys). */
+export type DriverParameters = Record<string, unknown>;
+
+/** `storage.<driver>`: exactly one driver section. */
+export type StorageDriverConfig =
+  /** `storage.filesystem.rootdirectory` (resolved to an absolute path), `.maxthreads` (at least 25). */
+  | { type: 'filesystem'; rootDirectory: string; maxThreads?: number }
+  | { type: 'inmemory' }
+  | { type: 's3'; parameters: DriverParameters }
+  | { type: 'azure'; parameters: DriverParameters }
+  | { type: 'gcs'; parameters: DriverParameters };
+
+/** `http.tls`, present when a certificate and key are configured. */
+export interface TlsConfig {
+  certificate: string; // certificate
+  key: string; // key
+  clientCas: string[]; // clientcas
+  minimumTls: 'tls1.0' | 'tls1.1' | 'tls1.2' | 'tls1.3'; // minimumtls
+}
+
+/** `auth.<type>`. */
+export type AuthConfig =
+  | { type: 'htpasswd'; realm: string; path: string }
+  | {
+      type: 'token';
+      realm: string;
+      service: string;
+      issuer: string;
+      rootCertBundle: string | undefined; // rootcertbundle
+      jwks: string | undefined;
+      autoRedirect: boolean; // autoredirect
+      autoRedirectPath: string; // autoredirectpath
+      signingAlgorithms: string[]; // signingalgorithms
+    };
+
+/** `notifications.endpoints[]`. */
+export interface NotificationEndpoint {
+  name: string;
+  url: string;
+  disabled: boolean;
+  headers: Record<string, string[]>;
+  timeoutMs: number; // timeout (default 1s)
+  threshold: number; // (default 10)
+  backoffMs: number; // backoff (default 1s)
+  ignoredMediaTypes: string[]; // ignoredmediatypes
+  ignore: { mediaTypes: string[]; actions: string[] }; // ignore.mediatypes, ignore.actions
+}
+
+export interface RegistryConfig {
+  log: {
+    /** `log.level` (or the deprecated top-level `loglevel`); distribution's panic and fatal become error. */
+    level: LogLevel;
+    /** `log.formatter`. This registry always writes JSON lines; other values are accepted with a warning. */
+    formatter: 'text' | 'json' | 'logstash';
+    /** `log.accesslog.disabled` */
+    accessLog: { disabled: boolean };
+    /** `log.fields`: static fields added to every log line. */
+    fields: Record<string, unknown>;
+  };
+  http: {
+    /** `http.addr`: host:port (`:5000` means all interfaces), or a socket path when net is unix. */
+    addr: string;
+    net: 'tcp' | 'unix';
+    /** `http.prefix`: the path before /v2/, e.g. `/registry/`. */
+    prefix: string;
+    /** `http.host`: the externally reachable URL. */
+    host: string | undefined;
+    /** `http.secret`: the key upload state is signed with. */
+    secret: string | undefined;
+    /** `http.relativeurls` */
+    relativeUrls: boolean;
+    /** `http.draintimeout`, as configured (0: not set; the caller chooses). */
+    drainTimeoutMs: number;
+    /** `http.headers`: added to every response. */
+    headers: Record<string, string[]>;
+    tls: TlsConfig | undefined;
+  };
+  storage: {
+    driver: StorageDriverConfig;
+    /** `storage.delete.enabled` */
+    delete: { enabled: boolean };
+    /** `storage.redirect.disable` */
+    redirect: { disable: boolean };
+    maintenance: {
+      /** `storage.maintenance.uploadpurging`: enabled, age, interval, dryrun. */
+      uploadPurging: { enabled: boolean; ageMs: number; intervalMs: number; dryRun: boolean };
+      /** `storage.maintenance.readonly.enabled` */
+      readOnly: { enabled: boolean };
+    };
+  };
+  auth: AuthConfig | undefined;
+  notifications: {
+    /** `notifications.events.includereferences` */
+    events: { includeReferences: boolean };
+    endpoints: NotificationEndpoint[];
+  };
+  /** `catalog.maxentries` (default 1000). */
+  catalog: { maxEntries: number };
+}
+
+export interface LoadOptions {
+  /** The configuration file; when undefined, REGISTRY_CONFIGURATION_PATH, then the embedded default. */
+  path?: string | undefined;
+  /** The environment to read REGISTRY_* overrides from (default process.env). */
+  env?: Record<string, string | undefined>;
+}
+
+export interface LoadedConfig {
+  config: RegistryConfig;
+  warnings: string[];
+}
+
+const strings = () => list(str());
+const headers = () => map(list(str()));
+const absoluteUrl = (v: string) =>
+  URL.canParse(v) ? undefined : `expected an absolute URL, got ${JSON.stringify(v)}`;
+
+const schema = object(
+  {
+    version: field('version', str()),
+    loglevel: field('loglevel', oneOf(['error', 'warn', 'info', 'debug', 'panic', 'fatal'], undefined)),
+    log: field(
+      'log',
+      object(
+        {
+          level: field('level', oneOf(['error', 'warn', 'info', 'debug', 'panic', 'fatal'], undefined)),
+          formatter: field('formatter', oneOf(['text', 'json', 'logstash'], undefined)),
+          accessLog: field('accesslog', object({ disabled: field('disabled', bool()) })),
+          fields: field('fields', map(raw())),
+        },
+        { unsupported: { hooks: 'log hooks', reportcaller: 'caller reporting' } },
+      ),
+    ),
+    http: field(
+      'http',
+      object(
+        {
+          addr: field('addr', str(':5000')),
+          net: field('net', oneOf(['tcp', 'unix'], 'tcp')),
+          prefix: field('prefix', str()),
+          host: field('host', optStr(absoluteUrl)),
+          secret: field('secret', optStr()),
+          relativeUrls: field('relativeurls', bool()),
+          drainTimeoutMs: field('draintimeout', duration(0)),
+          headers: field('headers', headers()),
+          tls: field(
+            'tls',
+            optObject(
+              {
+                certificate: field('certificate', optStr()),
+                key: field('key', optStr()),
+                clientCas: field('clientcas', strings()),
+                minimumTls: field('minimumtls', oneOf(['tls1.0', 'tls1.1', 'tls1.2', 'tls1.3'], 'tls1.2')),
+              },
+              { unsupported: { ciphersuites: 'TLS cipher suites', letsencrypt: "Let's Encrypt" } },
+            ),
+          ),
+        },
+        { unsupported: { debug: 'debug server', http2: 'HTTP/2 settings' } },
+      ),
+    ),
+    storage: field(
+      'storage',
+      object(
+        {
+          filesystem: field(
+            'filesystem',
+            optObject({
+              rootDirectory: field('rootdirectory', str('/var/lib/registry')),
+              maxThreads: field('maxthreads', optInt()),
+            }),
+          ),
+          inmemory: field('inmemory', optObject({})),
+          s3: field('s3', optMap(raw())),
+          azure: field('azure', optMap(raw())),
+          gcs: field('gcs', optMap(raw())),
+          delete: field('delete', object({ enabled: field('enabled', bool(false)) })),
+          redirect: field('redirect', object({ disable: field('disable', bool(false)) })),
+          maintenance: field(
+            'maintenance',
+            object({
+              uploadPurging: field(
+                'uploadpurging',
+                object({
+                  enabled: field('enabled', bool(true)),
+                  ageMs: field('age', duration(168 * 3_600_000)),
+                  intervalMs: field('interval', duration(24 * 3_600_000)),
+                  dryRun: field('dryrun', bool(false)),
+                }),
+              ),
+              readOnly: field('readonly', object({ enabled: field('enabled', bool(false)) })),
+            }),
+          ),
+        },
+        {
+          unsupported: { cache: 'blob descriptor cache' },
+          variants: {
+            noun: 'storage driver',
+            keys: ['filesystem', 'inmemory', 's3', 'azure', 'gcs'],
+            required: true,
+          },
+        },
+      ),
+    ),
+    auth: field(
+      'auth',
+      object(
+        {
+          htpasswd: field(
+            'htpasswd',
+            optObject({ realm: field('realm', reqStr()), path: field('path', reqStr()) }),
+          ),
+          token: field(
+            'token',
+            optObject({
+              realm: field('realm', reqStr()),
+              service: field('service', reqStr()),
+              issuer: field('issuer', reqStr()),
+              rootCertBundle: field('rootcertbundle', optStr()),
+              jwks: field('jwks', optStr()),
+              autoRedirect: field('autoredirect', bool()),
+              autoRedirectPath: field('autoredirectpath', str('/auth/token')),
+              signingAlgorithms: field('signingalgorithms', strings()),
+            }),
+          ),
+        },
+        {
+          unsupported: { silly: 'silly (test-only) authentication' },
+          variants: { noun: 'authentication type', keys: ['htpasswd', 'token'], required: false },
+        },
+      ),
+    ),
+    notifications: field(
+      'notifications',
+      object({
+        events: field(
+          'events',
+          object({ includeReferences: field('includereferences', bool()) }),
+          'EVENTCONFIG',
+        ),
+        endpoints: field(
+          'endpoints',
+          list(
+            object({
+              name: field('name', reqStr()),
+              url: field('url', reqStr()),
+              disabled: field('disabled', bool()),
+              headers: field('headers', headers()),
+              timeoutMs: field('timeout', duration(0)),
+              threshold: field('threshold', int(0)),
+              backoffMs: field('backoff', duration(0)),
+              ignoredMediaTypes: field('ignoredmediatypes', strings()),
+              ignore: field(
+                'ignore',
+                object({ mediaTypes: field('mediatypes', strings()), actions: field('actions', strings()) }),
+              ),
+            }),
+          ),
+        ),
+      }),
+    ),
+    catalog: field('catalog', object({ maxEntries: field('maxentries', int(0)) })),
+  },
+  {
+    unsupported: {
+      proxy: 'pull-through cache',
+      redis: 'redis',
+      validation: 'manifest validation',
+      compatibility: 'schema1 compatibility',
+      health: 'health checks',
+      middleware: 'middleware',
+      reporting: 'error reporting',
+      policy: 'repository policy',
+    },
+  },
+);
+
+type Decoded = Infer<typeof schema>;
+
+/** The configuration without a file: a registry for a laptop. */
+const embeddedDefault = (): Record<string, unknown> => ({
+  version: '0.1',
+  log: { level: 'info' },
+  http: { addr: '127.0.0.1:5000' },
+  storage: { filesystem: { rootdirectory: './data' }, delete: { enabled: true } },
+});
+
+export async function loadConfig(options: LoadOptions = {}): Promise<LoadedConfig> {
+  const env = options.env ?? process.env;
+  const path = options.path ?? (env.REGISTRY_CONFIGURATION_PATH || undefined);
+  const ctx: Context = { warnings: [], origins: new Map(), file: path };
+  const file = path === undefined ? embeddedDefault() : await readConfigFile(path);
+  const version =
+    typeof file.version === 'number' || typeof file.version === 'string' ? String(file.version) : '';
+  if (version !== '0.1') {
+    const got = version === '' ? 'nothing' : JSON.stringify(version);
+    throw new ConfigError(`version: expected 0.1, got ${got}${path === undefined ? '' : ` (in ${path})`}`);
+  }
+  const merged = applyEnv(schema, file, env, ctx, ['REGISTRY_CONFIGURATION_PATH']);
+  const config = resolveConfig(decode(schema, merged, ctx), ctx);
+  return { config, warnings: ctx.warnings };
+}
+
+async function readConfigFile(path: string): Promise<Record<string, unknown>> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`cannot read configuration file ${path}: ${(err as Error).message}`);
+  }
+  const doc = parseDocument(text, { merge: true });
+  const [error] = doc.errors;
+  if (error) throw new ConfigError(`invalid YAML in configuration file ${path}: ${error.message}`);
+  const content = doc.toJS() as unknown;
+  if (!isRecord(content))
+    throw new ConfigError(`configuration file ${path}: expected a YAML map at the top level`);
+  return content;
+}
+
+function resolveConfig(d: Decoded, ctx: Context): RegistryConfig {
+  const { filesystem, inmemory, s3, azure, gcs } = d.storage;
+  const driver: StorageDriverConfig = filesystem
+    ? {
+        type: 'filesystem',
+        rootDirectory: resolve(filesystem.rootDirectory),
+        ...(filesystem.maxThreads === undefined ? {} : { maxThreads: Math.max(25, filesystem.maxThreads) }),
+      }
+    : inmemory
+      ? { type: 'inmemory' }
+      : s3
+        ? { type: 's3', parameters: s3 }
+        : azure
+          ? { type: 'azure', parameters: azure }
+          : { type: 'gcs', parameters: gcs ?? {} };
+
+  const level = d.log.level ?? d.loglevel ?? 'info';
+  if (d.loglevel !== undefined) ctx.warnings.push('configuration key loglevel is deprecated; use log.level');
+  if (d.log.formatter !== undefined && d.log.formatter !== 'json') {
+    ctx.warnings.push(
+      `log.formatter ${d.log.formatter} is accepted, but this registry always writes JSON lines`,
+    );
+  }
+
+  return {
+    log: {
+      level: level === 'panic' || level === 'fatal' ? 'error' : level,
+      formatter: d.log.formatter ?? 'json',
+      accessLog: d.log.accessLog,
+      fields: d.log.fields,
+    },
+    http: { ...d.http, tls: resolveTls(d.http.tls, ctx) },
+    storage: {
+      driver,
+      delete: d.storage.delete,
+      redirect: d.storage.redirect,
+      maintenance: d.storage.maintenance,
+    },
+    auth: resolveAuth(d.auth, ctx),
+    notifications: {
+      events: d.notifications.events,
+      // distribution's notification defaults apply to unset (zero) values.
+      endpoints: d.notifications.endpoints.map((e) => ({
+        ...e,
+        timeoutMs: e.timeoutMs || 1000,
+        threshold: e.threshold || 10,
+        backoffMs: e.backoffMs || 1000,
+      })),
+    },
+    catalog: { maxEntries: d.catalog.maxEntries > 0 ? d.catalog.maxEntries : 1000 },
+  };
+}
+
+function resolveTls(tls: Decoded['http']['tls'], ctx: Context): TlsConfig | undefined {
+  if (tls === undefined) return undefined;
+  const { certificate, key } = tls;
+  if (certificate === undefined && key === undefined) return undefined;
+  if (certificate === undefined || key === undefined) {
+    const missing = certificate === undefined ? 'certificate' : 'key';
+    throw configError(ctx, `http.tls: a certificate and a key are both required; ${missing} is missing`);
+  }
+  return { certificate, key, clientCas: tls.clientCas, minimumTls: tls.minimumTls };
+}
+
+function resolveAuth(auth: Decoded['auth'], ctx: Context): AuthConfig | undefined {
+  if (auth.htpasswd) return { type: 'htpasswd', ...auth.htpasswd };
+  if (auth.token) {
+    if (auth.token.rootCertBundle === undefined && auth.token.jwks === undefined) {
+      throw configError(ctx, 'auth.token: rootcertbundle or jwks is required (the token signing keys)');
+    }
+    return { type: 'token', ...auth.token };
+  }
+  return undefined;
+}
+
+const configError = (ctx: Context, message: string) =>
+  new ConfigError(ctx.file === undefined ? message : `${message} (in ${ctx.file})`);

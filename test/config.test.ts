@@ -1,0 +1,370 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig, parseGoDuration } from '../functions/config.js';
+
+let dir: string;
+let counter = 0;
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'registry-config-'));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** Writes a configuration file and returns its path. */
+async function configFile(content: string): Promise<string> {
+  const path = join(dir, `config-${++counter}.yml`);
+  await writeFile(path, content);
+  return path;
+}
+
+/** Loads YAML content as a configuration file, with the given environment. */
+async function load(content: string, env: Record<string, string> = {}) {
+  return loadConfig({ path: await configFile(content), env });
+}
+
+const minimal = 'version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: /srv/data\n';
+
+// The configuration shipped in the registry:2 image at /etc/docker/registry/config.yml.
+const registry2Config = `version: 0.1
+log:
+  fields:
+    service: registry
+storage:
+  cache:
+    blobdescriptor: inmemory
+  filesystem:
+    rootdirectory: /var/lib/registry
+http:
+  addr: :5000
+  headers:
+    X-Content-Type-Options: [nosniff]
+health:
+  storagedriver:
+    enabled: true
+    interval: 10s
+    threshold: 3
+`;
+
+const notSupportedYet = /accepted but not supported by this registry yet/;
+
+describe('loadConfig without a file', () => {
+  it('uses the embedded laptop default', async () => {
+    const { config, warnings } = await loadConfig({ env: {} });
+    expect(warnings).toEqual([]);
+    expect(config.http.addr).toBe('127.0.0.1:5000');
+    expect(config.http.tls).toBeUndefined();
+    expect(config.storage.driver).toEqual({
+      type: 'filesystem',
+      rootDirectory: resolve(process.cwd(), 'data'),
+    });
+    expect(config.storage.delete.enabled).toBe(true);
+    expect(config.log.level).toBe('info');
+    expect(config.auth).toBeUndefined();
+  });
+
+  it('reads the file named by REGISTRY_CONFIGURATION_PATH without warning about that variable', async () => {
+    const path = await configFile(minimal);
+    const { config, warnings } = await loadConfig({ env: { REGISTRY_CONFIGURATION_PATH: path } });
+    expect(warnings).toEqual([]);
+    expect(config.storage.driver).toEqual({ type: 'filesystem', rootDirectory: '/srv/data' });
+  });
+
+  it('prefers the path option over REGISTRY_CONFIGURATION_PATH', async () => {
+    const path = await configFile(minimal);
+    const { config } = await loadConfig({
+      path,
+      env: { REGISTRY_CONFIGURATION_PATH: join(dir, 'nope.yml') },
+    });
+    expect(config.storage.driver.type).toBe('filesystem');
+  });
+});
+
+describe('loadConfig with a distribution config file', () => {
+  it('loads the registry:2 example config with only "not supported yet" warnings', async () => {
+    const { config, warnings } = await load(registry2Config);
+    expect(warnings.length).toBe(2);
+    for (const warning of warnings) expect(warning).toMatch(notSupportedYet);
+    expect(warnings.join('\n')).toContain('storage.cache');
+    expect(warnings.join('\n')).toContain('health');
+    expect(config.http.addr).toBe(':5000');
+    expect(config.http.headers).toEqual({ 'X-Content-Type-Options': ['nosniff'] });
+    expect(config.log.fields).toEqual({ service: 'registry' });
+    expect(config.storage.driver).toEqual({ type: 'filesystem', rootDirectory: '/var/lib/registry' });
+  });
+
+  it("applies distribution's defaults to what the file leaves out", async () => {
+    const { config } = await load('version: 0.1\nstorage: inmemory\n');
+    expect(config.storage.driver).toEqual({ type: 'inmemory' });
+    expect(config.storage.delete.enabled).toBe(false);
+    expect(config.storage.redirect.disable).toBe(false);
+    expect(config.storage.maintenance).toEqual({
+      uploadPurging: { enabled: true, ageMs: 168 * 3_600_000, intervalMs: 24 * 3_600_000, dryRun: false },
+      readOnly: { enabled: false },
+    });
+    expect(config.http).toMatchObject({ addr: ':5000', net: 'tcp', prefix: '', relativeUrls: false });
+    expect(config.http.drainTimeoutMs).toBe(0);
+    expect(config.log.level).toBe('info');
+    expect(config.catalog.maxEntries).toBe(1000);
+    expect(config.notifications.endpoints).toEqual([]);
+  });
+
+  it('defaults the filesystem root directory to /var/lib/registry', async () => {
+    const { config } = await load('version: 0.1\nstorage:\n  filesystem:\n');
+    expect(config.storage.driver).toEqual({ type: 'filesystem', rootDirectory: '/var/lib/registry' });
+  });
+
+  it('parses http.tls, auth and notification endpoints into typed values', async () => {
+    const { config, warnings } = await load(`version: 0.1
+storage: {inmemory: {}}
+http:
+  draintimeout: 1m30s
+  tls: {certificate: /certs/a.crt, key: /certs/a.key, clientcas: [/certs/ca.pem]}
+auth:
+  htpasswd: {realm: basic-realm, path: /auth/htpasswd}
+notifications:
+  endpoints:
+    - name: listener
+      url: https://hooks.example.com/events
+      headers: {Authorization: [Bearer secret]}
+      timeout: 500ms
+      ignore: {actions: [pull]}
+`);
+    expect(warnings).toEqual([]);
+    expect(config.http.drainTimeoutMs).toBe(90_000);
+    expect(config.http.tls).toEqual({
+      certificate: '/certs/a.crt',
+      key: '/certs/a.key',
+      clientCas: ['/certs/ca.pem'],
+      minimumTls: 'tls1.2',
+    });
+    expect(config.auth).toEqual({ type: 'htpasswd', realm: 'basic-realm', path: '/auth/htpasswd' });
+    expect(config.notifications.endpoints).toEqual([
+      {
+        name: 'listener',
+        url: 'https://hooks.example.com/events',
+        disabled: false,
+        headers: { Authorization: ['Bearer secret'] },
+        timeoutMs: 500,
+        threshold: 10,
+        backoffMs: 1000,
+        ignoredMediaTypes: [],
+        ignore: { mediaTypes: [], actions: ['pull'] },
+      },
+    ]);
+  });
+
+  it('keeps s3 parameters raw', async () => {
+    const { config } = await load(
+      'version: 0.1\nstorage:\n  s3: {region: eu-west-1, bucket: images, secure: true}\n',
+    );
+    expect(config.storage.driver).toEqual({
+      type: 's3',
+      parameters: { region: 'eu-west-1', bucket: 'images', secure: true },
+    });
+  });
+
+  it('maps the panic and fatal log levels to error and warns about non-JSON formatters', async () => {
+    const { config, warnings } = await load(`${minimal}log: {level: fatal, formatter: text}\n`);
+    expect(config.log.level).toBe('error');
+    expect(warnings).toEqual([expect.stringContaining('always writes JSON lines')]);
+  });
+
+  it('accepts YAML 1.1 booleans as distribution does', async () => {
+    const { config } = await load(`${minimal}  delete: {enabled: yes}\n`);
+    expect(config.storage.delete.enabled).toBe(true);
+  });
+});
+
+describe('loadConfig environment overrides', () => {
+  it('overrides http.addr, the filesystem root, delete, log level and read-only mode', async () => {
+    const { config, warnings } = await load(minimal, {
+      REGISTRY_HTTP_ADDR: '127.0.0.1:5001',
+      REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: '/srv/registry',
+      REGISTRY_STORAGE_DELETE_ENABLED: 'true',
+      REGISTRY_LOG_LEVEL: 'debug',
+      REGISTRY_STORAGE_MAINTENANCE_READONLY: '{"enabled": true}',
+    });
+    expect(warnings).toEqual([]);
+    expect(config.http.addr).toBe('127.0.0.1:5001');
+    expect(config.storage.driver).toEqual({ type: 'filesystem', rootDirectory: '/srv/registry' });
+    expect(config.storage.delete.enabled).toBe(true);
+    expect(config.log.level).toBe('debug');
+    expect(config.storage.maintenance.readOnly.enabled).toBe(true);
+  });
+
+  it('overrides the embedded default too', async () => {
+    const { config } = await loadConfig({ env: { REGISTRY_HTTP_ADDR: ':6000' } });
+    expect(config.http.addr).toBe(':6000');
+    expect(config.storage.delete.enabled).toBe(true);
+  });
+
+  it('switches the storage driver with REGISTRY_STORAGE and keeps the other storage sections', async () => {
+    const { config, warnings } = await load(`${minimal}  delete: {enabled: true}\n`, {
+      REGISTRY_STORAGE: 'inmemory',
+    });
+    expect(warnings).toEqual([]);
+    expect(config.storage.driver).toEqual({ type: 'inmemory' });
+    expect(config.storage.delete.enabled).toBe(true);
+  });
+
+  it('takes the parameters of a driver selected by REGISTRY_STORAGE from REGISTRY_STORAGE_<DRIVER>_*', async () => {
+    const { config } = await load(minimal, {
+      REGISTRY_STORAGE: 's3',
+      REGISTRY_STORAGE_S3_REGION: 'us-east-1',
+      REGISTRY_STORAGE_S3_BUCKET: 'images',
+      REGISTRY_STORAGE_S3_CHUNKSIZE: '10485760',
+    });
+    expect(config.storage.driver).toEqual({
+      type: 's3',
+      parameters: { region: 'us-east-1', bucket: 'images', chunksize: 10485760 },
+    });
+  });
+
+  it('matches keys case-insensitively and fills list entries by index', async () => {
+    const { config } = await load(`${minimal}HTTP:\n  Addr: :1\n`, {
+      REGISTRY_HTTP_ADDR: ':2',
+      REGISTRY_NOTIFICATIONS_ENDPOINTS_0_NAME: 'hook',
+      REGISTRY_NOTIFICATIONS_ENDPOINTS_0_URL: 'http://localhost:9000/',
+      REGISTRY_NOTIFICATIONS_ENDPOINTS_0_TIMEOUT: '2s',
+    });
+    expect(config.http.addr).toBe(':2');
+    expect(config.notifications.endpoints).toMatchObject([
+      { name: 'hook', url: 'http://localhost:9000/', timeoutMs: 2000 },
+    ]);
+  });
+
+  it('warns about variables that match no configuration key', async () => {
+    const { warnings } = await load(minimal, {
+      REGISTRY_HTTP_FOO: 'x',
+      REGISTRY_PORT: 'tcp://10.0.0.1:5000',
+    });
+    expect(warnings).toEqual([
+      'environment variable REGISTRY_HTTP_FOO matches no configuration key (ignored)',
+      'environment variable REGISTRY_PORT matches no configuration key (ignored)',
+    ]);
+  });
+
+  it('names the variable when its value is invalid', async () => {
+    await expect(load(minimal, { REGISTRY_STORAGE_DELETE_ENABLED: 'maybe' })).rejects.toThrow(
+      'storage.delete.enabled: expected a boolean, got "maybe" (from environment variable REGISTRY_STORAGE_DELETE_ENABLED)',
+    );
+  });
+});
+
+describe('loadConfig validation', () => {
+  it('names the key path of an invalid value', async () => {
+    const loading = load(`${minimal}  delete:\n    enabled: maybe\n`);
+    await expect(loading).rejects.toBeInstanceOf(ConfigError);
+    await expect(loading).rejects.toThrow('storage.delete.enabled: expected a boolean, got "maybe"');
+    await expect(load(`${minimal}http: {addr: [a]}\n`)).rejects.toThrow(
+      'http.addr: expected a string, got a list',
+    );
+    await expect(load(`${minimal}log: {level: loud}\n`)).rejects.toThrow(
+      'log.level: expected one of error, warn, info, debug, panic, fatal, got "loud"',
+    );
+    await expect(load(`${minimal}http: {draintimeout: soon}\n`)).rejects.toThrow(
+      'http.draintimeout: expected a duration',
+    );
+    await expect(load(`${minimal}http: {host: not a url}\n`)).rejects.toThrow(
+      'http.host: expected an absolute URL',
+    );
+  });
+
+  it('warns about unknown keys with their full path', async () => {
+    const { warnings } = await load(`${minimal}http:\n  foo: 1\n  tls: {bar: 2}\nextra: true\n`);
+    expect(warnings).toEqual([
+      'unknown configuration key http.foo (ignored)',
+      'unknown configuration key http.tls.bar (ignored)',
+      'unknown configuration key extra (ignored)',
+    ]);
+  });
+
+  it('accepts known but unsupported distribution features with a warning', async () => {
+    const { warnings } = await load(`${minimal}proxy: {remoteurl: https://registry-1.docker.io}
+redis: {addr: localhost:6379}
+http: {http2: {disabled: true}, debug: {addr: :5001}}
+middleware: {registry: []}
+auth: {silly: {realm: r, service: s}}
+`);
+    expect(warnings.map((w) => w.split(' ')[2])).toEqual([
+      'proxy',
+      'redis',
+      'http.http2',
+      'http.debug',
+      'middleware',
+      'auth.silly',
+    ]);
+    for (const warning of warnings) expect(warning).toMatch(notSupportedYet);
+  });
+
+  it('names the file when it is missing or not valid YAML', async () => {
+    const missing = join(dir, 'missing.yml');
+    await expect(loadConfig({ path: missing, env: {} })).rejects.toThrow(
+      `cannot read configuration file ${missing}`,
+    );
+    const bad = await configFile('version: 0.1\nstorage: [unclosed\n');
+    await expect(loadConfig({ path: bad, env: {} })).rejects.toThrow(
+      `invalid YAML in configuration file ${bad}`,
+    );
+  });
+
+  it('refuses a version other than 0.1', async () => {
+    await expect(load('version: 0.2\nstorage: inmemory\n')).rejects.toThrow(
+      'version: expected 0.1, got "0.2"',
+    );
+    await expect(load('storage: inmemory\n')).rejects.toThrow('version: expected 0.1, got nothing');
+  });
+
+  it('refuses zero, several or unknown storage drivers', async () => {
+    await expect(load('version: 0.1\nstorage: {delete: {enabled: true}}\n')).rejects.toThrow(
+      'storage: no storage driver configured',
+    );
+    await expect(load(`${minimal}  inmemory:\n`)).rejects.toThrow(
+      'storage: several storage drivers configured (filesystem, inmemory)',
+    );
+    await expect(load('version: 0.1\nstorage: {swift: {}}\n')).rejects.toThrow(
+      'storage: unsupported storage driver "swift"',
+    );
+  });
+
+  it('refuses TLS with a certificate but no key', async () => {
+    await expect(load(`${minimal}http:\n  tls:\n    certificate: /certs/a.crt\n`)).rejects.toThrow(
+      'http.tls: a certificate and a key are both required; key is missing',
+    );
+  });
+
+  it('refuses token auth without signing keys and htpasswd auth without a path', async () => {
+    await expect(load(`${minimal}auth: {token: {realm: r, service: s, issuer: i}}\n`)).rejects.toThrow(
+      'auth.token: rootcertbundle or jwks is required',
+    );
+    await expect(load(`${minimal}auth: {htpasswd: {realm: r}}\n`)).rejects.toThrow(
+      'auth.htpasswd.path: is required',
+    );
+  });
+});
+
+describe('parseGoDuration', () => {
+  it('parses Go duration syntax to milliseconds', () => {
+    expect(parseGoDuration('1m30s')).toBe(90_000);
+    expect(parseGoDuration('300ms')).toBe(300);
+    expect(parseGoDuration('10s')).toBe(10_000);
+    expect(parseGoDuration('2h')).toBe(7_200_000);
+    expect(parseGoDuration('24h')).toBe(86_400_000);
+    expect(parseGoDuration('1.5h')).toBe(5_400_000);
+    expect(parseGoDuration('1500us')).toBe(1.5);
+    expect(parseGoDuration('0')).toBe(0);
+  });
+
+  it('refuses what Go refuses', () => {
+    for (const text of ['', '10', 'ms', '1d', '1m30', 'soon']) expect(parseGoDuration(text)).toBeUndefined();
+  });
+
+  it('reads a bare integer in the file as nanoseconds, as Go does', async () => {
+    const { config } = await load(`${minimal}http: {draintimeout: 2000000000}\n`);
+    expect(config.http.drainTimeoutMs).toBe(2000);
+  });
+});
