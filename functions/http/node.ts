@@ -1,0 +1,124 @@
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { errorFields, type Logger } from '../log.js';
+
+/** Anything that answers Web Requests: the registry, or the registry wrapped by middleware. */
+export interface RequestHandler {
+  handle(request: Request): Promise<Response>;
+}
+
+export interface NodeAdapterOptions {
+  log: Logger;
+  /** One JSON line per request (distribution's log.accesslog.disabled turns it off). */
+  accessLog: boolean;
+  /** Headers added to every response (distribution's http.headers). */
+  headers?: Record<string, string[]>;
+}
+
+/**
+ * node:http <-> Web Request/Response. Bodies stream both ways with backpressure: an upload is read
+ * only as fast as storage takes it and a download written only as fast as the client reads it, so a
+ * blob is never held in memory. A client that goes away aborts the request's body, which the
+ * registry sees as a failed read.
+ */
+export function nodeListener(handler: RequestHandler, options: NodeAdapterOptions) {
+  return (req: IncomingMessage, res: ServerResponse): void => {
+    void serve(handler, options, req, res);
+  };
+}
+
+async function serve(
+  handler: RequestHandler,
+  options: NodeAdapterOptions,
+  req: IncomingMessage,
+  res: ServerResponse,
+): Promise<void> {
+  const started = performance.now();
+  const requestId = headerValue(req.headers['x-request-id']) ?? randomUUID();
+  const counter = { bytesIn: 0 };
+  let status = 500;
+  try {
+    let request: Request;
+    try {
+      request = toRequest(req, counter);
+    } catch (error) {
+      // Only what WHATWG Request refuses lands here (TRACE, CONNECT, malformed header values).
+      status = 400;
+      const body = JSON.stringify({
+        errors: [{ code: 'UNSUPPORTED', message: (error as Error).message, detail: null }],
+      });
+      res.writeHead(400, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) });
+      res.end(body);
+      return;
+    }
+    const response = await handler.handle(request);
+    status = response.status;
+    res.statusCode = response.status;
+    for (const [name, values] of Object.entries(options.headers ?? {})) res.setHeader(name, values);
+    response.headers.forEach((value, name) => {
+      res.setHeader(name, value);
+    });
+    res.setHeader('X-Request-Id', requestId);
+    if (response.body && req.method !== 'HEAD') {
+      await pipeline(Readable.fromWeb(response.body), res);
+    } else {
+      await response.body?.cancel();
+      res.end();
+    }
+  } catch (error) {
+    if (!res.headersSent) {
+      status = 500;
+      res.writeHead(500, { 'Content-Type': 'application/json' });
+      res.end(JSON.stringify({ errors: [{ code: 'UNKNOWN', message: 'internal error', detail: null }] }));
+      options.log.error('request failed in the HTTP adapter', { requestId, ...errorFields(error) });
+    } else {
+      // The client went away mid-response, or the stream broke: nothing more can be sent.
+      res.destroy();
+    }
+  } finally {
+    if (options.accessLog) {
+      options.log.info('request', {
+        requestId,
+        method: req.method,
+        path: req.url,
+        status,
+        bytesIn: counter.bytesIn,
+        bytesOut:
+          res.getHeader('content-length') === undefined ? undefined : Number(res.getHeader('content-length')),
+        durationMs: Math.round((performance.now() - started) * 10) / 10,
+        remote: req.socket.remoteAddress,
+        userAgent: req.headers['user-agent'],
+        completed: res.writableFinished,
+      });
+    }
+  }
+}
+
+function toRequest(req: IncomingMessage, counter: { bytesIn: number }): Request {
+  const headers = new Headers();
+  for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) {
+    headers.append(req.rawHeaders[i] ?? '', req.rawHeaders[i + 1] ?? '');
+  }
+  const host = /^[A-Za-z0-9.:[\]-]+$/.test(req.headers.host ?? '') ? req.headers.host : 'localhost';
+  const url = `http://${host}${req.url?.startsWith('/') ? req.url : '/'}`;
+  const hasBody =
+    req.method !== 'GET' &&
+    req.method !== 'HEAD' &&
+    (req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0);
+  const body = hasBody ? ReadableStream.from(counted(req, counter)) : null;
+  return new Request(url, { method: req.method, headers, body, duplex: 'half' });
+}
+
+async function* counted(req: IncomingMessage, counter: { bytesIn: number }): AsyncGenerator<Uint8Array> {
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    counter.bytesIn += chunk.byteLength;
+    yield chunk;
+  }
+}
+
+function headerValue(value: string | string[] | undefined): string | undefined {
+  const first = Array.isArray(value) ? value[0] : value;
+  return first !== undefined && /^[\w.:-]{1,128}$/.test(first) ? first : undefined;
+}

@@ -1,0 +1,79 @@
+import { type FileWriter, PathNotFoundError, type StorageDriver } from '../storage/driver.js';
+import type { Digest } from './digest.js';
+
+/**
+ * Blob bytes on a StorageDriver: each blob once per registry at a content-addressed path, and each
+ * upload's bytes at a private path until the upload is committed by a move. Which repository may
+ * serve which blob is the MetadataStore's business, not this one's.
+ */
+export class BlobStore {
+  constructor(readonly driver: StorageDriver) {}
+
+  /** Size of a stored blob, or undefined if its bytes are not stored. */
+  async size(digest: Digest): Promise<number | undefined> {
+    try {
+      return (await this.driver.stat(blobPath(digest))).size;
+    } catch (error) {
+      if (error instanceof PathNotFoundError) return undefined;
+      throw error;
+    }
+  }
+
+  getContent(digest: Digest): Promise<Uint8Array> {
+    return this.driver.getContent(blobPath(digest));
+  }
+
+  /** Stores small content (a manifest) under its digest; a no-op when it is already there. */
+  async putContent(digest: Digest, content: Uint8Array): Promise<void> {
+    if ((await this.size(digest)) === content.byteLength) return;
+    await this.driver.putContent(blobPath(digest), content);
+  }
+
+  reader(digest: Digest, offset?: number, length?: number): Promise<ReadableStream<Uint8Array>> {
+    return this.driver.reader(blobPath(digest), offset, length);
+  }
+
+  redirectURL(
+    digest: Digest,
+    method: 'GET' | 'HEAD',
+    expiresInSeconds?: number,
+  ): Promise<string | undefined> {
+    return this.driver.redirectURL(blobPath(digest), { method, expiresInSeconds });
+  }
+
+  uploadWriter(uploadId: string, append: boolean): Promise<FileWriter> {
+    return this.driver.writer(uploadPath(uploadId), append);
+  }
+
+  uploadReader(uploadId: string, offset?: number, length?: number): Promise<ReadableStream<Uint8Array>> {
+    return this.driver.reader(uploadPath(uploadId), offset, length);
+  }
+
+  /**
+   * Makes an upload's bytes the blob with the given digest (already verified by the caller). When
+   * the blob is already stored, its bytes are identical by definition and the upload is dropped.
+   */
+  async commitUpload(uploadId: string, digest: Digest): Promise<void> {
+    if ((await this.size(digest)) === undefined) {
+      await this.driver.move(uploadPath(uploadId), blobPath(digest));
+    }
+    await this.deleteUpload(uploadId);
+  }
+
+  /** Removes an upload's bytes; harmless when there are none. */
+  async deleteUpload(uploadId: string): Promise<void> {
+    try {
+      await this.driver.delete(`/uploads/${uploadId}`);
+    } catch (error) {
+      if (!(error instanceof PathNotFoundError)) throw error;
+    }
+  }
+}
+
+function blobPath(digest: Digest): string {
+  return `/blobs/${digest.algorithm}/${digest.hex.slice(0, 2)}/${digest.hex}/data`;
+}
+
+function uploadPath(uploadId: string): string {
+  return `/uploads/${uploadId}/data`;
+}

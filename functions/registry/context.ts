@@ -1,0 +1,60 @@
+import type { MetadataStore } from '../metadata/store.js';
+import type { Logger } from '../log.js';
+import type { BlobStore } from './blob-store.js';
+import type { RunningHash } from './digest.js';
+
+export interface RegistryOptions {
+  /** distribution's storage.delete.enabled: without it, DELETE answers 405 UNSUPPORTED. */
+  deleteEnabled: boolean;
+  /** distribution's storage.maintenance.readonly: pushes and deletes answer 405, pulls work. */
+  readOnly: boolean;
+  /** Answer blob GETs with a 307 to the driver's URL when it gives one (distribution's storage.redirect). */
+  redirect: boolean;
+  redirectExpirySeconds: number;
+  /** How long an idle upload session lives (distribution's storage.maintenance.uploadpurging.age). */
+  uploadTTLSeconds: number;
+}
+
+export const DEFAULT_OPTIONS: RegistryOptions = {
+  deleteEnabled: true,
+  readOnly: false,
+  redirect: true,
+  redirectExpirySeconds: 20 * 60,
+  uploadTTLSeconds: 7 * 24 * 3600,
+};
+
+/** What every request handler works with. Built once per process; holds no per-request state. */
+export interface Context {
+  blobs: BlobStore;
+  metadata: MetadataStore;
+  options: RegistryOptions;
+  log: Logger;
+  /**
+   * Running hashes of upload sessions this process served last, keyed by "id@offset", so that the
+   * next chunk on the same process continues at native speed. A session continued elsewhere
+   * re-derives its hash from the stored bytes; the cache is an optimisation, never the truth.
+   */
+  hashes: HashCache;
+}
+
+export class HashCache {
+  private readonly entries = new Map<string, RunningHash>();
+
+  constructor(private readonly capacity = 256) {}
+
+  /** Removes and returns the hash of session id at offset, if this process has it. */
+  take(id: string, offset: number): RunningHash | undefined {
+    const key = `${id}@${offset}`;
+    const hash = this.entries.get(key);
+    this.entries.delete(key);
+    return hash;
+  }
+
+  put(id: string, hash: RunningHash): void {
+    if (this.entries.size >= this.capacity) {
+      const oldest = this.entries.keys().next();
+      if (!oldest.done) this.entries.delete(oldest.value);
+    }
+    this.entries.set(`${id}@${hash.size}`, hash);
+  }
+}

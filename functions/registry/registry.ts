@@ -1,0 +1,193 @@
+import { randomUUID } from 'node:crypto';
+import type { MetadataStore } from '../metadata/store.js';
+import { errorFields, type Logger, silentLogger } from '../log.js';
+import {
+  InvalidOffsetError,
+  InvalidPathError,
+  PathNotFoundError,
+  type StorageDriver,
+} from '../storage/driver.js';
+import { BlobStore } from './blob-store.js';
+import { deleteBlob, getBlob } from './blobs.js';
+import { type Context, DEFAULT_OPTIONS, HashCache, type RegistryOptions } from './context.js';
+import { errorResponse, RegistryError } from './errors.js';
+import { listReferrers, listRepositories, listTags } from './listings.js';
+import { deleteManifest, getManifest, putManifest } from './manifests.js';
+import { checkRepositoryName } from './names.js';
+import { cancelUpload, patchUpload, putUpload, startUpload, uploadStatus } from './uploads.js';
+
+type Params = Record<string, string>;
+type Handler = (ctx: Context, request: Request, url: URL, params: Params) => Promise<Response>;
+
+interface Route {
+  pattern: RegExp;
+  methods: Partial<Record<string, Handler>>;
+}
+
+const name = (p: Params) => p.name ?? '';
+
+/** The API, most specific patterns first: repository names contain "/", so they are matched from the end. */
+const ROUTES: Route[] = [
+  {
+    pattern: /^\/v2\/?$/,
+    methods: { GET: apiVersion, HEAD: apiVersion },
+  },
+  {
+    pattern: /^\/v2\/_catalog$/,
+    methods: { GET: (ctx, _req, url) => listRepositories(ctx, url) },
+  },
+  {
+    pattern: /^\/v2\/(?<name>.+)\/tags\/list$/,
+    methods: { GET: (ctx, _req, url, p) => listTags(ctx, name(p), url) },
+  },
+  {
+    pattern: /^\/v2\/(?<name>.+)\/manifests\/(?<reference>[^/]+)$/,
+    methods: {
+      GET: (ctx, req, _url, p) => getManifest(ctx, req, name(p), p.reference ?? ''),
+      HEAD: (ctx, req, _url, p) => getManifest(ctx, req, name(p), p.reference ?? ''),
+      PUT: (ctx, req, _url, p) => putManifest(ctx, req, name(p), p.reference ?? ''),
+      DELETE: deleting((ctx, _req, _url, p) => deleteManifest(ctx, name(p), p.reference ?? '')),
+    },
+  },
+  {
+    pattern: /^\/v2\/(?<name>.+)\/blobs\/uploads\/?$/,
+    methods: { POST: (ctx, req, url, p) => startUpload(ctx, req, name(p), url) },
+  },
+  {
+    pattern: /^\/v2\/(?<name>.+)\/blobs\/uploads\/(?<uuid>[^/]+)$/,
+    methods: {
+      GET: (ctx, _req, _url, p) => uploadStatus(ctx, name(p), p.uuid ?? ''),
+      PATCH: (ctx, req, _url, p) => patchUpload(ctx, req, name(p), p.uuid ?? ''),
+      PUT: (ctx, req, url, p) => putUpload(ctx, req, name(p), p.uuid ?? '', url),
+      DELETE: (ctx, _req, _url, p) => cancelUpload(ctx, name(p), p.uuid ?? ''),
+    },
+  },
+  {
+    pattern: /^\/v2\/(?<name>.+)\/blobs\/(?<digest>[^/]+)$/,
+    methods: {
+      GET: (ctx, req, _url, p) => getBlob(ctx, req, name(p), p.digest ?? ''),
+      HEAD: (ctx, req, _url, p) => getBlob(ctx, req, name(p), p.digest ?? ''),
+      DELETE: deleting((ctx, _req, _url, p) => deleteBlob(ctx, name(p), p.digest ?? '')),
+    },
+  },
+  {
+    pattern: /^\/v2\/(?<name>.+)\/referrers\/(?<digest>[^/]+)$/,
+    methods: { GET: (ctx, _req, url, p) => listReferrers(ctx, name(p), p.digest ?? '', url) },
+  },
+];
+
+const READS = new Set(['GET', 'HEAD']);
+
+export interface RegistryDependencies {
+  storage: StorageDriver;
+  metadata: MetadataStore;
+  options?: Partial<RegistryOptions>;
+  log?: Logger;
+}
+
+/**
+ * The registry: the OCI Distribution API as a function from Request to Response, with no runtime,
+ * storage backend or database of its own. Runtime adapters (node:http, API Gateway) call handle().
+ */
+export class Registry {
+  private readonly ctx: Context;
+
+  constructor(deps: RegistryDependencies) {
+    this.ctx = {
+      blobs: new BlobStore(deps.storage),
+      metadata: deps.metadata,
+      options: { ...DEFAULT_OPTIONS, ...deps.options },
+      log: deps.log ?? silentLogger,
+      hashes: new HashCache(),
+    };
+  }
+
+  async handle(request: Request): Promise<Response> {
+    let response: Response;
+    try {
+      response = await this.route(request);
+    } catch (error) {
+      response = errorResponse(this.toRegistryError(error, request), request.method);
+    }
+    response.headers.set('Docker-Distribution-API-Version', 'registry/2.0');
+    return response;
+  }
+
+  private async route(request: Request): Promise<Response> {
+    const url = new URL(request.url);
+    for (const route of ROUTES) {
+      const match = route.pattern.exec(url.pathname);
+      if (!match) continue;
+      const params = decodeParams(match.groups ?? {});
+      const handler = route.methods[request.method];
+      if (!handler) {
+        throw new RegistryError('UNSUPPORTED', `${request.method} is not supported on ${url.pathname}`, {
+          headers: { Allow: Object.keys(route.methods).join(', ') },
+        });
+      }
+      if (params.name !== undefined) checkRepositoryName(params.name);
+      if (this.ctx.options.readOnly && !READS.has(request.method)) {
+        throw new RegistryError(
+          'UNSUPPORTED',
+          'the registry is in read-only mode for maintenance: pulls only',
+        );
+      }
+      return handler(this.ctx, request, url, params);
+    }
+    throw new RegistryError('UNSUPPORTED', `no API endpoint at ${url.pathname}`, { status: 404 });
+  }
+
+  /** Errors in one place: registry errors as they are, storage errors by kind, anything else a logged 500. */
+  private toRegistryError(error: unknown, request: Request): RegistryError {
+    if (error instanceof RegistryError) return error;
+    if (error instanceof PathNotFoundError)
+      return new RegistryError('BLOB_UNKNOWN', undefined, { cause: error });
+    if (error instanceof InvalidPathError)
+      return new RegistryError('NAME_INVALID', undefined, { cause: error });
+    if (error instanceof InvalidOffsetError)
+      return new RegistryError('SIZE_INVALID', undefined, { status: 416 });
+    const id = randomUUID();
+    this.ctx.log.error('request failed', {
+      errorId: id,
+      method: request.method,
+      url: request.url,
+      ...errorFields(error),
+    });
+    return new RegistryError('UNKNOWN', `internal error (id ${id}); the registry's log has the details`);
+  }
+}
+
+function apiVersion(): Promise<Response> {
+  return Promise.resolve(
+    new Response('{}', {
+      status: 200,
+      headers: { 'Content-Type': 'application/json', 'Content-Length': '2' },
+    }),
+  );
+}
+
+/** DELETE handlers answer 405 unless deletes are enabled, as distribution's storage.delete.enabled does. */
+function deleting(handler: Handler): Handler {
+  return (ctx, request, url, params) => {
+    if (!ctx.options.deleteEnabled) {
+      throw new RegistryError(
+        'UNSUPPORTED',
+        'deletes are disabled on this registry (storage.delete.enabled)',
+      );
+    }
+    return handler(ctx, request, url, params);
+  };
+}
+
+function decodeParams(groups: Record<string, string | undefined>): Params {
+  const params: Params = {};
+  for (const [key, value] of Object.entries(groups)) {
+    if (value === undefined) continue;
+    try {
+      params[key] = decodeURIComponent(value);
+    } catch {
+      throw new RegistryError('NAME_INVALID', `malformed percent-encoding in ${JSON.stringify(value)}`);
+    }
+  }
+  return params;
+}

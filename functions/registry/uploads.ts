@@ -1,0 +1,296 @@
+import { createHash, randomUUID } from 'node:crypto';
+import type { UploadSession } from '../metadata/store.js';
+import type { Context } from './context.js';
+import { type Digest, parseDigest, RunningHash } from './digest.js';
+import { RegistryError } from './errors.js';
+import { checkRepositoryName } from './names.js';
+import { chunks } from './request.js';
+
+/**
+ * Blob uploads: POST starts one (or uploads monolithically, or mounts), PATCH appends, PUT finishes,
+ * GET reports progress, DELETE cancels. A session lives in the MetadataStore (offset and the SHA-256
+ * of the bytes so far) and its bytes in the BlobStore, so any process can serve any step.
+ */
+
+const UPLOAD_ID = /^[A-Za-z0-9-]{1,64}$/;
+
+export async function startUpload(ctx: Context, request: Request, name: string, url: URL): Promise<Response> {
+  const mount = url.searchParams.get('mount');
+  const from = url.searchParams.get('from');
+  if (mount !== null && from !== null) {
+    const mounted = await mountBlob(ctx, name, parseDigest(mount), from);
+    if (mounted) return blobCreated(name, mounted);
+  }
+  const digest = url.searchParams.get('digest');
+  const session = await createSession(ctx, name);
+  if (digest !== null) {
+    // Monolithic upload: the whole blob in the POST body.
+    return finishUpload(ctx, request, session, parseDigest(digest));
+  }
+  return uploadAccepted(session, 202);
+}
+
+export async function patchUpload(
+  ctx: Context,
+  request: Request,
+  name: string,
+  id: string,
+): Promise<Response> {
+  const session = await getSession(ctx, name, id);
+  const updated = await appendBody(ctx, request, session);
+  return uploadAccepted(updated, 202);
+}
+
+export async function putUpload(
+  ctx: Context,
+  request: Request,
+  name: string,
+  id: string,
+  url: URL,
+): Promise<Response> {
+  const digest = url.searchParams.get('digest');
+  if (digest === null) throw new RegistryError('DIGEST_INVALID', 'the digest query parameter is required');
+  const parsed = parseDigest(digest);
+  const session = await getSession(ctx, name, id);
+  return finishUpload(ctx, request, session, parsed);
+}
+
+export async function uploadStatus(ctx: Context, name: string, id: string): Promise<Response> {
+  return uploadAccepted(await getSession(ctx, name, id), 204);
+}
+
+export async function cancelUpload(ctx: Context, name: string, id: string): Promise<Response> {
+  const session = await getSession(ctx, name, id);
+  await ctx.metadata.deleteUpload(name, session.id);
+  await ctx.blobs.deleteUpload(session.id);
+  return new Response(null, { status: 204, headers: { 'Content-Length': '0' } });
+}
+
+/** Links a blob from another repository; undefined (so a normal upload follows) when from cannot give it. */
+async function mountBlob(
+  ctx: Context,
+  name: string,
+  digest: Digest,
+  from: string,
+): Promise<Digest | undefined> {
+  try {
+    checkRepositoryName(from);
+  } catch {
+    return undefined;
+  }
+  const link = await ctx.metadata.getBlobLink(from, digest.value);
+  if (!link || (await ctx.blobs.size(digest)) === undefined) return undefined;
+  await ctx.metadata.linkBlob(name, link);
+  return digest;
+}
+
+async function createSession(ctx: Context, name: string): Promise<UploadSession> {
+  const now = new Date();
+  const session: UploadSession = {
+    id: randomUUID(),
+    repository: name,
+    offset: 0,
+    sha256: createHash('sha256').digest('hex'),
+    startedAt: now.toISOString(),
+    expiresAt: expiry(ctx, now),
+  };
+  await ctx.metadata.createUpload(session);
+  return session;
+}
+
+async function getSession(ctx: Context, name: string, id: string): Promise<UploadSession> {
+  const session = UPLOAD_ID.test(id) ? await ctx.metadata.getUpload(name, id) : undefined;
+  if (!session) {
+    throw new RegistryError('BLOB_UPLOAD_UNKNOWN', 'upload session unknown or expired', {
+      detail: { uuid: id },
+    });
+  }
+  return session;
+}
+
+/**
+ * Appends the request body to the session's bytes, hashing as it streams. A Content-Range must start
+ * where the session stands, or the chunk is refused with 416 and the session is kept as it was. When
+ * the client goes away mid-body, what arrived is kept and counted, so the upload can resume.
+ */
+async function appendBody(ctx: Context, request: Request, session: UploadSession): Promise<UploadSession> {
+  const range = contentRange(request, session);
+  if (!request.body) return session;
+  const hash = await runningHash(ctx, session);
+  const writer = await ctx.blobs.uploadWriter(session.id, true);
+  if (writer.size !== session.offset) {
+    // Only a crash between storing bytes and recording them leads here: the session cannot be trusted.
+    await writer.close();
+    await discard(ctx, session);
+    throw new RegistryError(
+      'BLOB_UPLOAD_INVALID',
+      'the upload was interrupted inconsistently: start it again',
+      {
+        status: 416,
+      },
+    );
+  }
+  let failure: Error | undefined;
+  try {
+    for await (const chunk of chunks(request)) {
+      await writer.write(chunk);
+      hash.update(chunk);
+    }
+  } catch (error) {
+    // Usually the client went away; keep what arrived, then fail this request.
+    failure = error instanceof Error ? error : new Error(String(error));
+  }
+  await writer.close();
+  const updated: UploadSession = {
+    ...session,
+    offset: hash.size,
+    sha256: hash.hexSoFar(),
+    expiresAt: expiry(ctx, new Date()),
+  };
+  if (!(await ctx.metadata.updateUpload(updated, session.offset))) {
+    // Another request moved this session on while we wrote: both appended, so neither can be trusted.
+    await discard(ctx, session);
+    throw new RegistryError(
+      'BLOB_UPLOAD_INVALID',
+      'concurrent writes to one upload session: start it again',
+      {
+        status: 416,
+      },
+    );
+  }
+  ctx.hashes.put(session.id, hash);
+  if (failure !== undefined) throw failure;
+  if (range && hash.size !== range.end + 1) {
+    throw new RegistryError(
+      'SIZE_INVALID',
+      `Content-Range ends at ${range.end} but the body ended at ${hash.size - 1}`,
+      {
+        status: 416,
+        headers: progressHeaders(updated),
+      },
+    );
+  }
+  return updated;
+}
+
+/** Appends a final chunk if the request has one, checks the digest, and makes the bytes a blob of the repository. */
+async function finishUpload(
+  ctx: Context,
+  request: Request,
+  session: UploadSession,
+  digest: Digest,
+): Promise<Response> {
+  const final = await appendBody(ctx, request, session);
+  const actual =
+    digest.algorithm === 'sha256' ? `sha256:${final.sha256}` : await rehash(ctx, final, digest.algorithm);
+  if (actual !== digest.value) {
+    await discard(ctx, final);
+    throw new RegistryError(
+      'DIGEST_INVALID',
+      `the uploaded content has digest ${actual}, not ${digest.value}`,
+      {
+        detail: { expected: digest.value, actual },
+      },
+    );
+  }
+  await ctx.blobs.commitUpload(final.id, digest);
+  await ctx.metadata.linkBlob(final.repository, { digest: digest.value, size: final.offset });
+  await ctx.metadata.deleteUpload(final.repository, final.id);
+  return blobCreated(final.repository, digest);
+}
+
+/** The session's running hash: this process's cached one, or one re-derived from the stored bytes. */
+async function runningHash(ctx: Context, session: UploadSession): Promise<RunningHash> {
+  const cached = ctx.hashes.take(session.id, session.offset);
+  if (cached) return cached;
+  const hash = RunningHash.start();
+  if (session.offset > 0) {
+    for await (const chunk of await ctx.blobs.uploadReader(session.id, 0, session.offset)) hash.update(chunk);
+    if (hash.size !== session.offset || hash.hexSoFar() !== session.sha256) {
+      await discard(ctx, session);
+      throw new RegistryError(
+        'BLOB_UPLOAD_INVALID',
+        'the stored upload does not match its session: start it again',
+        {
+          status: 416,
+        },
+      );
+    }
+  }
+  return hash;
+}
+
+async function rehash(ctx: Context, session: UploadSession, algorithm: string): Promise<string> {
+  const hash = createHash(algorithm);
+  if (session.offset > 0) {
+    for await (const chunk of await ctx.blobs.uploadReader(session.id)) hash.update(chunk);
+  }
+  return `${algorithm}:${hash.digest('hex')}`;
+}
+
+async function discard(ctx: Context, session: UploadSession): Promise<void> {
+  await ctx.metadata.deleteUpload(session.repository, session.id);
+  await ctx.blobs.deleteUpload(session.id);
+}
+
+/** Parses Content-Range ("start-end", as the spec writes it; "bytes start-end" too) and checks it continues the upload. */
+function contentRange(request: Request, session: UploadSession): { start: number; end: number } | undefined {
+  const header = request.headers.get('content-range');
+  if (header === null) return undefined;
+  const match = /^(?:bytes[ =])?(\d+)-(\d+)(?:\/(?:\d+|\*))?$/.exec(header.trim());
+  if (!match) {
+    throw new RegistryError('BLOB_UPLOAD_INVALID', `malformed Content-Range ${JSON.stringify(header)}`, {
+      status: 416,
+      headers: progressHeaders(session),
+    });
+  }
+  const start = Number(match[1]);
+  const end = Number(match[2]);
+  if (start !== session.offset || end < start) {
+    throw new RegistryError(
+      'BLOB_UPLOAD_INVALID',
+      `chunk ${start}-${end} does not continue the upload, which has ${session.offset} bytes`,
+      { status: 416, headers: progressHeaders(session) },
+    );
+  }
+  const length = request.headers.get('content-length');
+  if (length !== null && Number(length) !== end - start + 1) {
+    throw new RegistryError(
+      'SIZE_INVALID',
+      `Content-Length ${length} does not match Content-Range ${start}-${end}`,
+      {
+        status: 416,
+        headers: progressHeaders(session),
+      },
+    );
+  }
+  return { start, end };
+}
+
+function uploadAccepted(session: UploadSession, status: 202 | 204): Response {
+  return new Response(null, { status, headers: { ...progressHeaders(session), 'Content-Length': '0' } });
+}
+
+function progressHeaders(session: UploadSession): Record<string, string> {
+  return {
+    Location: `/v2/${session.repository}/blobs/uploads/${session.id}`,
+    // docker requires Range on every answer; distribution writes "0-0" for an empty upload too.
+    Range: `0-${Math.max(session.offset - 1, 0)}`,
+    'Docker-Upload-UUID': session.id,
+  };
+}
+
+function blobCreated(name: string, digest: Digest): Response {
+  return new Response(null, {
+    status: 201,
+    headers: {
+      Location: `/v2/${name}/blobs/${digest.value}`,
+      'Docker-Content-Digest': digest.value,
+      'Content-Length': '0',
+    },
+  });
+}
+
+function expiry(ctx: Context, from: Date): string {
+  return new Date(from.getTime() + ctx.options.uploadTTLSeconds * 1000).toISOString();
+}

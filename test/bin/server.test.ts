@@ -1,0 +1,235 @@
+import { execFileSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { freePort, RegistryProcess } from '../support/registry-process.js';
+
+const sha256 = (data: Uint8Array) => `sha256:${createHash('sha256').update(data).digest('hex')}`;
+
+let dir: string;
+const running: RegistryProcess[] = [];
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'registry-server-'));
+});
+afterEach(async () => {
+  await Promise.all(running.splice(0).map((server) => server.stop()));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function start(env: Record<string, string> = {}, args: string[] = []): Promise<RegistryProcess> {
+  const port = await freePort();
+  const server = await RegistryProcess.start({
+    env: { REGISTRY_HTTP_ADDR: `127.0.0.1:${port}`, ...env },
+    args,
+    url: `http://127.0.0.1:${port}`,
+  });
+  running.push(server);
+  return server;
+}
+
+describe('two server processes sharing one data directory', () => {
+  it('finish each other’s uploads and serve each other’s pushes', async () => {
+    const env = { REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: join(dir, 'shared') };
+    const [a, b] = await Promise.all([start(env), start(env)]);
+    const blob = randomBytes(3 * 1024 * 1024 + 17);
+    const digest = sha256(blob);
+    const [first, second, third] = [
+      blob.subarray(0, 1_000_000),
+      blob.subarray(1_000_000, 2_000_000),
+      blob.subarray(2_000_000),
+    ];
+
+    const post = await fetch(`${a.url}/v2/shared/app/blobs/uploads/`, { method: 'POST' });
+    expect(post.status).toBe(202);
+    const location = post.headers.get('location') ?? '';
+
+    // A chunk on A, the next on B (which has no running hash and must re-derive it from storage) ...
+    const patch = (server: RegistryProcess, body: Uint8Array, start: number) =>
+      fetch(`${server.url}${location}`, {
+        method: 'PATCH',
+        body,
+        headers: { 'Content-Range': `${start}-${start + body.byteLength - 1}` },
+      });
+    expect((await patch(a, first, 0)).status).toBe(202);
+    const onB = await patch(b, second, 1_000_000);
+    expect(onB.status).toBe(202);
+    expect(onB.headers.get('range')).toBe('0-1999999');
+    // ... and the last chunk with the final PUT on A again.
+    const put = await fetch(`${a.url}${location}?digest=${digest}`, { method: 'PUT', body: third });
+    expect(put.status).toBe(201);
+
+    const fromB = await fetch(`${b.url}/v2/shared/app/blobs/${digest}`);
+    expect(fromB.status).toBe(200);
+    expect(sha256(new Uint8Array(await fromB.arrayBuffer()))).toBe(digest);
+  });
+
+  it('completes an upload whose bytes all went to the other process with an empty PUT', async () => {
+    const env = { REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: join(dir, 'shared2') };
+    const [a, b] = await Promise.all([start(env), start(env)]);
+    const blob = randomBytes(512 * 1024);
+    const post = await fetch(`${a.url}/v2/app/blobs/uploads/`, { method: 'POST' });
+    const location = post.headers.get('location') ?? '';
+    expect((await fetch(`${a.url}${location}`, { method: 'PATCH', body: blob })).status).toBe(202);
+    const put = await fetch(`${b.url}${location}?digest=${sha256(blob)}`, { method: 'PUT' });
+    expect(put.status).toBe(201);
+    expect((await fetch(`${a.url}/v2/app/blobs/${sha256(blob)}`, { method: 'HEAD' })).status).toBe(200);
+  });
+});
+
+describe('graceful shutdown', () => {
+  it('lets an upload in flight finish on SIGTERM, then exits 0', async () => {
+    const server = await start({ REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: join(dir, 'drain') });
+    const location =
+      (await fetch(`${server.url}/v2/drain/blobs/uploads/`, { method: 'POST' })).headers.get('location') ??
+      '';
+    const body = randomBytes(2 * 1024 * 1024);
+    const status = new Promise<number | undefined>((resolve, reject) => {
+      const req = httpRequest(`${server.url}${location}`, {
+        method: 'PATCH',
+        headers: { 'Content-Length': body.length },
+      });
+      req.on('response', (res) => {
+        res.resume();
+        resolve(res.statusCode);
+      });
+      req.on('error', reject);
+      req.write(body.subarray(0, 1024 * 1024));
+      // The rest arrives after the signal.
+      setTimeout(() => req.end(body.subarray(1024 * 1024)), 300);
+    });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const exit = server.stop('SIGTERM');
+    expect(await status).toBe(202);
+    expect(await exit).toBe(0);
+    await expect(fetch(`${server.url}/v2/`)).rejects.toThrow();
+    expect(server.logs).toContain('"msg":"shutting down"');
+  });
+});
+
+describe('configuration', () => {
+  it('reads a distribution config file given as argument, with REGISTRY_* overrides on top', async () => {
+    const unused = await freePort();
+    const config = join(dir, 'config.yml');
+    await writeFile(
+      config,
+      [
+        'version: 0.1',
+        'log:',
+        '  fields:',
+        '    service: registry',
+        'storage:',
+        '  cache:',
+        '    blobdescriptor: inmemory',
+        '  filesystem:',
+        `    rootdirectory: ${join(dir, 'from-file')}`,
+        'http:',
+        `  addr: 127.0.0.1:${unused}`,
+        '  headers:',
+        '    X-Content-Type-Options: [nosniff]',
+        '',
+      ].join('\n'),
+    );
+    const server = await start({}, ['serve', config]);
+    const response = await fetch(`${server.url}/v2/`);
+    expect(response.headers.get('x-content-type-options')).toBe('nosniff');
+    // distribution's default for a config file: deletes are disabled.
+    const del = await fetch(`${server.url}/v2/a/manifests/sha256:${'0'.repeat(64)}`, { method: 'DELETE' });
+    expect(del.status).toBe(405);
+    expect(server.logs).toContain('storage.cache');
+    expect(server.logs).toContain(join(dir, 'from-file'));
+  });
+
+  it('refuses an invalid value with a message naming the key, and exits 2', async () => {
+    const result = await RegistryProcess.run({ env: { REGISTRY_STORAGE_DELETE_ENABLED: 'maybe' } });
+    expect(result.code).toBe(2);
+    expect(result.output).toContain('storage.delete.enabled');
+  });
+
+  it('refuses an address it cannot listen on, naming http.addr', async () => {
+    const result = await RegistryProcess.run({ env: { REGISTRY_HTTP_ADDR: 'nonsense' } });
+    expect(result.code).toBe(2);
+    expect(result.output).toContain('http.addr');
+  });
+});
+
+describe('access log', () => {
+  it('writes one JSON line per request with id, method, path, status, bytes and duration', async () => {
+    const server = await start({ REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: join(dir, 'log') });
+    await fetch(`${server.url}/v2/nothing/here/manifests/latest`, { headers: { 'X-Request-Id': 'req-42' } });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const line = server.logs
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+      .find((entry) => entry.requestId === 'req-42');
+    expect(line).toMatchObject({
+      msg: 'request',
+      method: 'GET',
+      path: '/v2/nothing/here/manifests/latest',
+      status: 404,
+    });
+    expect(typeof line?.durationMs).toBe('number');
+    expect(typeof line?.bytesOut).toBe('number');
+  });
+});
+
+describe('TLS', () => {
+  it('serves HTTPS with the configured certificate and key', async () => {
+    const cert = join(dir, 'cert.pem');
+    const key = join(dir, 'key.pem');
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:P-256',
+        '-nodes',
+        '-days',
+        '1',
+        '-subj',
+        '/CN=127.0.0.1',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+        '-keyout',
+        key,
+        '-out',
+        cert,
+      ],
+      { stdio: 'ignore' },
+    );
+    const port = await freePort();
+    const env = {
+      REGISTRY_HTTP_ADDR: `127.0.0.1:${port}`,
+      REGISTRY_HTTP_TLS_CERTIFICATE: cert,
+      REGISTRY_HTTP_TLS_KEY: key,
+      REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: join(dir, 'tls'),
+    };
+    const server = await RegistryProcess.run({
+      env: { ...env, REGISTRY_HTTP_TLS_KEY: join(dir, 'missing.pem') },
+    });
+    expect(server.code).toBe(2);
+    expect(server.output).toContain('http.tls.key: cannot read');
+
+    running.push(await RegistryProcess.start({ env, url: `https://127.0.0.1:${port}` }));
+    const status = await new Promise<number | undefined>((resolve, reject) => {
+      const req = httpsRequest(`https://127.0.0.1:${port}/v2/`, { ca: readFileSync(cert) }, (res) => {
+        res.resume();
+        resolve(res.statusCode);
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    expect(status).toBe(200);
+  });
+});
