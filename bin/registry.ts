@@ -41,10 +41,6 @@ async function main(argv: string[]): Promise<void> {
 
   const log = jsonLogger(config.log.level, config.log.fields);
   for (const warning of warnings) log.warn(warning);
-  if (config.http.prefix !== '' && config.http.prefix !== '/') {
-    throw new ConfigError('http.prefix: serving the API under a path prefix is not supported yet');
-  }
-
   const { registry } = composeRegistry(config, log);
   const listener = nodeListener(registry, {
     log,

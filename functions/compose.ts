@@ -15,6 +15,7 @@ export interface Composition {
 }
 
 export function composeRegistry(config: RegistryConfig, log: Logger): Composition {
+  refuseUnimplemented(config, log);
   const storage = storageDriver(config);
   const metadata = new StorageBackedMetadataStore(storage);
   const registry = new Registry({
@@ -42,5 +43,24 @@ function storageDriver(config: RegistryConfig): StorageDriver {
       throw new ConfigError(
         `storage.${driver.type}: this storage driver is not available in this version; use filesystem or inmemory`,
       );
+  }
+}
+
+/**
+ * Configured features this version does not implement yet. Authentication is refused outright: starting
+ * anyway would open to anonymous pushes a registry its operator meant to protect.
+ */
+function refuseUnimplemented(config: RegistryConfig, log: Logger): void {
+  if (config.auth) {
+    throw new ConfigError(
+      `auth.${config.auth.type}: authentication is not implemented in this version, and the registry will not ` +
+        'start unprotected when its configuration asks for protection; remove the auth section to run without it',
+    );
+  }
+  if (config.notifications.endpoints.some((endpoint) => !endpoint.disabled)) {
+    log.warn('notifications.endpoints: notifications are not sent by this version (ignored)');
+  }
+  if (config.http.prefix !== '' && config.http.prefix !== '/') {
+    throw new ConfigError('http.prefix: serving the API under a path prefix is not supported yet');
   }
 }

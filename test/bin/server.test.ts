@@ -153,6 +153,14 @@ describe('configuration', () => {
     expect(result.output).toContain('storage.delete.enabled');
   });
 
+  it('refuses to start unprotected when the configuration asks for authentication', async () => {
+    const result = await RegistryProcess.run({
+      env: { REGISTRY_AUTH_HTPASSWD_REALM: 'basic', REGISTRY_AUTH_HTPASSWD_PATH: '/etc/registry/htpasswd' },
+    });
+    expect(result.code).toBe(2);
+    expect(result.output).toContain('auth.htpasswd: authentication is not implemented');
+  });
+
   it('refuses an address it cannot listen on, naming http.addr', async () => {
     const result = await RegistryProcess.run({ env: { REGISTRY_HTTP_ADDR: 'nonsense' } });
     expect(result.code).toBe(2);
