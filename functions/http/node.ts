@@ -45,12 +45,7 @@ async function serve(
       request = toRequest(req, counter);
     } catch (error) {
       // Only what WHATWG Request refuses lands here (TRACE, CONNECT, malformed header values).
-      status = 400;
-      const body = JSON.stringify({
-        errors: [{ code: 'UNSUPPORTED', message: (error as Error).message, detail: null }],
-      });
-      res.writeHead(400, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) });
-      res.end(body);
+      status = sendError(res, 400, 'UNSUPPORTED', (error as Error).message);
       return;
     }
     const response = await handler.handle(request);
@@ -69,9 +64,7 @@ async function serve(
     }
   } catch (error) {
     if (!res.headersSent) {
-      status = 500;
-      res.writeHead(500, { 'Content-Type': 'application/json' });
-      res.end(JSON.stringify({ errors: [{ code: 'UNKNOWN', message: 'internal error', detail: null }] }));
+      status = sendError(res, 500, 'UNKNOWN', `internal error (request ${requestId})`);
       options.log.error('request failed in the HTTP adapter', { requestId, ...errorFields(error) });
     } else {
       // The client went away mid-response, or the stream broke: nothing more can be sent.
@@ -121,4 +114,16 @@ async function* counted(req: IncomingMessage, counter: { bytesIn: number }): Asy
 function headerValue(value: string | string[] | undefined): string | undefined {
   const first = Array.isArray(value) ? value[0] : value;
   return first !== undefined && /^[\w.:-]{1,128}$/.test(first) ? first : undefined;
+}
+
+/** The adapter's own errors, in the registry's error format, for requests that never reached it. */
+function sendError(res: ServerResponse, status: number, code: string, message: string): number {
+  const body = JSON.stringify({ errors: [{ code, message, detail: null }] });
+  res.writeHead(status, {
+    'Content-Type': 'application/json; charset=utf-8',
+    'Content-Length': Buffer.byteLength(body),
+    'Docker-Distribution-API-Version': 'registry/2.0',
+  });
+  res.end(body);
+  return status;
 }

@@ -50,12 +50,14 @@ export class BlobStore {
   }
 
   /**
-   * Makes an upload's bytes the blob with the given digest (already verified by the caller). When
-   * the blob is already stored, its bytes are identical by definition and the upload is dropped.
+   * Makes an upload's size bytes the blob with the given digest (already verified by the caller).
+   * When the blob is already stored, its bytes are identical by definition and the upload is dropped.
+   * An empty upload may have no bytes stored at all (no request ever carried a body).
    */
-  async commitUpload(uploadId: string, digest: Digest): Promise<void> {
+  async commitUpload(uploadId: string, digest: Digest, size: number): Promise<void> {
     if ((await this.size(digest)) === undefined) {
-      await this.driver.move(uploadPath(uploadId), blobPath(digest));
+      if (size === 0) await this.driver.putContent(blobPath(digest), new Uint8Array(0));
+      else await this.driver.move(uploadPath(uploadId), blobPath(digest));
     }
     await this.deleteUpload(uploadId);
   }

@@ -58,12 +58,12 @@ export class RegistryError extends Error {
 }
 
 /** The spec's error body: {"errors":[{"code","message","detail"}]}. */
-export function errorResponse(error: RegistryError, method = 'GET'): Response {
+export function errorResponse(error: RegistryError): Response {
   const body = JSON.stringify({
     errors: [{ code: error.code, message: error.message, detail: error.detail ?? null }],
   });
   const headers = new Headers(error.headers);
   headers.set('Content-Type', 'application/json; charset=utf-8');
   headers.set('Content-Length', String(Buffer.byteLength(body)));
-  return new Response(method === 'HEAD' ? null : body, { status: error.status, headers });
+  return new Response(body, { status: error.status, headers });
 }

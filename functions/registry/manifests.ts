@@ -7,12 +7,7 @@ import { checkTag, isTag } from './names.js';
 import { readBody } from './request.js';
 
 /** GET and HEAD of a manifest by tag or digest. */
-export async function getManifest(
-  ctx: Context,
-  request: Request,
-  name: string,
-  reference: string,
-): Promise<Response> {
+export async function getManifest(ctx: Context, name: string, reference: string): Promise<Response> {
   const record = await resolve(ctx, name, reference);
   const content = record.content ?? (await ctx.blobs.getContent(parseDigest(record.digest)));
   const headers = {
@@ -21,7 +16,7 @@ export async function getManifest(
     'Docker-Content-Digest': record.digest,
     ETag: `"${record.digest}"`,
   };
-  return new Response(request.method === 'HEAD' ? null : content, { status: 200, headers });
+  return new Response(content, { status: 200, headers });
 }
 
 /**

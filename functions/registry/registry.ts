@@ -43,8 +43,8 @@ const ROUTES: Route[] = [
   {
     pattern: /^\/v2\/(?<name>.+)\/manifests\/(?<reference>[^/]+)$/,
     methods: {
-      GET: (ctx, req, _url, p) => getManifest(ctx, req, name(p), p.reference ?? ''),
-      HEAD: (ctx, req, _url, p) => getManifest(ctx, req, name(p), p.reference ?? ''),
+      GET: (ctx, _req, _url, p) => getManifest(ctx, name(p), p.reference ?? ''),
+      HEAD: (ctx, _req, _url, p) => getManifest(ctx, name(p), p.reference ?? ''),
       PUT: (ctx, req, _url, p) => putManifest(ctx, req, name(p), p.reference ?? ''),
       DELETE: deleting((ctx, _req, _url, p) => deleteManifest(ctx, name(p), p.reference ?? '')),
     },
@@ -107,9 +107,14 @@ export class Registry {
     try {
       response = await this.route(request);
     } catch (error) {
-      response = errorResponse(this.toRegistryError(error, request), request.method);
+      response = errorResponse(this.toRegistryError(error, request));
     }
     response.headers.set('Docker-Distribution-API-Version', 'registry/2.0');
+    if (request.method === 'HEAD' && response.body) {
+      // A HEAD answer has the GET's headers and no content, whatever produced it.
+      await response.body.cancel();
+      return new Response(null, { status: response.status, headers: response.headers });
+    }
     return response;
   }
 

@@ -193,7 +193,7 @@ async function finishUpload(
       },
     );
   }
-  await ctx.blobs.commitUpload(final.id, digest);
+  await ctx.blobs.commitUpload(final.id, digest, final.offset);
   await ctx.metadata.linkBlob(final.repository, { digest: digest.value, size: final.offset });
   await ctx.metadata.deleteUpload(final.repository, final.id);
   return blobCreated(final.repository, digest);
