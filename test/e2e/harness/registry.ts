@@ -1,0 +1,280 @@
+// Starts the registry under test on a free 127.0.0.1 port with filesystem storage in a temp dir and deletes
+// enabled, behind a recording proxy (see proxy.ts). E2E_REGISTRY selects it:
+//   (unset) or "ours"  -> node dist/registry.mjs  (build it first: npm run build)
+//   "distribution"     -> docker-registry serve config.yml  (CNCF distribution 2.8, Debian docker-registry)
+import { createHash } from 'node:crypto';
+import { once } from 'node:events';
+import { existsSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { createServer, type AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createGunzip } from 'node:zlib';
+import {
+  makeTempDir,
+  removeTempDir,
+  requireBinary,
+  startDaemon,
+  tailText,
+  waitFor,
+  type Daemon,
+} from './exec.js';
+import { formatExchange, startRecordingProxy, type Exchange, type RecordingProxy } from './proxy.js';
+
+export type RegistryKind = 'ours' | 'distribution';
+
+export const MANIFEST_ACCEPT = [
+  'application/vnd.oci.image.manifest.v1+json',
+  'application/vnd.oci.image.index.v1+json',
+  'application/vnd.docker.distribution.manifest.v2+json',
+  'application/vnd.docker.distribution.manifest.list.v2+json',
+].join(', ');
+
+export const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+
+export function registryKind(): RegistryKind {
+  const value = (process.env.E2E_REGISTRY ?? 'ours').trim();
+  if (value === '' || value === 'ours') return 'ours';
+  if (value === 'distribution') return 'distribution';
+  throw new Error(`e2e: E2E_REGISTRY must be "ours" (default) or "distribution", not "${value}"`);
+}
+
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      resolve();
+    });
+  });
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) =>
+    server.close(() => {
+      resolve();
+    }),
+  );
+  return port;
+}
+
+export function sha256(data: Uint8Array | string): string {
+  return `sha256:${createHash('sha256').update(data).digest('hex')}`;
+}
+
+export interface ManifestResponse {
+  status: number;
+  contentType: string;
+  /** The Docker-Content-Digest header ('' when absent). */
+  headerDigest: string;
+  body: Buffer;
+  /** sha256 of the body bytes. */
+  bodyDigest: string;
+}
+
+export class RegistryUnderTest {
+  private constructor(
+    readonly kind: RegistryKind,
+    /** Temp dir holding the config, the storage root and the logs. */
+    readonly dir: string,
+    readonly dataDir: string,
+    private readonly daemon: Daemon,
+    private readonly proxy: RecordingProxy,
+    readonly directPort: number,
+  ) {}
+
+  /** host:port the clients use (the recording proxy in front of the registry). */
+  get host(): string {
+    return `127.0.0.1:${this.proxy.port}`;
+  }
+
+  get url(): string {
+    return `http://${this.host}`;
+  }
+
+  get exchanges(): readonly Exchange[] {
+    return this.proxy.exchanges;
+  }
+
+  /** A position in the exchange log, for `since`. */
+  mark(): number {
+    return this.proxy.exchanges.length;
+  }
+
+  since(mark: number): Exchange[] {
+    return this.proxy.exchanges.slice(mark);
+  }
+
+  static async start(kind: RegistryKind = registryKind()): Promise<RegistryUnderTest> {
+    const dir = await makeTempDir(`registry-${kind}`);
+    const dataDir = join(dir, 'data');
+    const port = await freePort();
+    const addr = `127.0.0.1:${port}`;
+    const logFile = join(dir, 'registry.log');
+    let daemon: Daemon;
+    if (kind === 'ours') {
+      const entry = join(REPO_ROOT, 'dist', 'registry.mjs');
+      if (!existsSync(entry)) {
+        await removeTempDir(dir);
+        throw new Error(
+          `e2e: ${entry} does not exist: build the server first (npm run build), ` +
+            'or run the suite against CNCF distribution with E2E_REGISTRY=distribution',
+        );
+      }
+      daemon = startDaemon('registry', process.execPath, ['--enable-source-maps', entry], logFile, {
+        ...process.env,
+        REGISTRY_HTTP_ADDR: addr,
+        REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: dataDir,
+        REGISTRY_STORAGE_DELETE_ENABLED: 'true',
+        REGISTRY_LOG_LEVEL: process.env.E2E_REGISTRY_LOG_LEVEL ?? 'info',
+      });
+    } else {
+      const bin = requireBinary('docker-registry', 'docker-registry');
+      const config = join(dir, 'config.yml');
+      await writeFile(
+        config,
+        [
+          'version: 0.1',
+          'log:',
+          `  level: ${process.env.E2E_REGISTRY_LOG_LEVEL ?? 'info'}`,
+          '  accesslog:',
+          '    disabled: false',
+          'storage:',
+          '  filesystem:',
+          `    rootdirectory: ${dataDir}`,
+          '  delete:',
+          '    enabled: true',
+          '  maintenance:',
+          '    uploadpurging:',
+          '      enabled: false',
+          'http:',
+          `  addr: ${addr}`,
+          '  secret: e2e-not-a-secret',
+          '',
+        ].join('\n'),
+      );
+      daemon = startDaemon('docker-registry', bin, ['serve', config], logFile);
+    }
+    try {
+      await waitFor(
+        `the ${kind} registry to answer GET /v2/ with 200 on ${addr}`,
+        async () => {
+          if (daemon.exited()) throw new Error('exited');
+          const res = await fetch(`http://${addr}/v2/`, { signal: AbortSignal.timeout(2_000) });
+          await res.arrayBuffer();
+          return res.status === 200;
+        },
+        30_000,
+        async () => `--- registry log (tail) ---\n${await daemon.tail()}`,
+      );
+    } catch (err) {
+      await daemon.stop();
+      await removeTempDir(dir);
+      throw err;
+    }
+    const proxy = await startRecordingProxy(port, join(dir, 'exchanges.log'));
+    return new RegistryUnderTest(kind, dir, dataDir, daemon, proxy, port);
+  }
+
+  /** The registry's log and the last HTTP exchanges, for failure reports. */
+  async diagnostics(lines = 60): Promise<string> {
+    const exchanges = this.proxy.exchanges.slice(-lines).map(formatExchange).join('\n');
+    return (
+      `--- ${this.kind} registry log: ${this.daemon.logFile} (tail) ---\n${tailText(await this.daemon.tail(lines), lines)}\n` +
+      `--- last HTTP exchanges seen by the proxy ---\n${exchanges}`
+    );
+  }
+
+  async stop(): Promise<void> {
+    await this.proxy.close();
+    await this.daemon.stop();
+    await removeTempDir(this.dir);
+  }
+
+  async getManifest(repo: string, ref: string, method: 'GET' | 'HEAD' = 'GET'): Promise<ManifestResponse> {
+    const res = await fetch(`${this.url}/v2/${repo}/manifests/${ref}`, {
+      method,
+      headers: { accept: MANIFEST_ACCEPT },
+      signal: AbortSignal.timeout(30_000),
+    });
+    const body = Buffer.from(await res.arrayBuffer());
+    return {
+      status: res.status,
+      contentType: res.headers.get('content-type') ?? '',
+      headerDigest: res.headers.get('docker-content-digest') ?? '',
+      body,
+      bodyDigest: sha256(body),
+    };
+  }
+
+  async deleteManifest(repo: string, digest: string): Promise<number> {
+    const res = await fetch(`${this.url}/v2/${repo}/manifests/${digest}`, {
+      method: 'DELETE',
+      signal: AbortSignal.timeout(30_000),
+    });
+    await res.arrayBuffer();
+    return res.status;
+  }
+
+  /** GETs a blob and hashes it as it streams; with `gunzip`, also the sha256 of its decompressed bytes. */
+  async blob(
+    repo: string,
+    digest: string,
+    gunzip = false,
+  ): Promise<{ status: number; digest: string; size: number; diffId?: string }> {
+    const res = await fetch(`${this.url}/v2/${repo}/blobs/${digest}`, {
+      signal: AbortSignal.timeout(120_000),
+    });
+    if (res.status !== 200 || res.body === null) {
+      await res.arrayBuffer();
+      return { status: res.status, digest: '', size: 0 };
+    }
+    const hash = createHash('sha256');
+    const diffHash = createHash('sha256');
+    const inflate = gunzip ? createGunzip() : undefined;
+    const inflated = new Promise<void>((resolve, reject) => {
+      if (inflate === undefined) {
+        resolve();
+        return;
+      }
+      inflate.on('data', (chunk: Buffer) => diffHash.update(chunk));
+      inflate.on('end', resolve);
+      inflate.on('error', reject);
+    });
+    let size = 0;
+    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+      hash.update(chunk);
+      size += chunk.length;
+      if (inflate !== undefined && !inflate.write(chunk)) await once(inflate, 'drain');
+    }
+    inflate?.end();
+    await inflated;
+    const result = { status: res.status, digest: `sha256:${hash.digest('hex')}`, size };
+    return inflate === undefined ? result : { ...result, diffId: `sha256:${diffHash.digest('hex')}` };
+  }
+
+  /** Cross-repository mount requests (POST .../blobs/uploads/?mount=D&from=R) seen since `mark`. */
+  mountsSince(mark: number, repo: string): { digest: string; from: string; status: number }[] {
+    return this.since(mark)
+      .filter((e) => e.method === 'POST' && e.url.startsWith(`/v2/${repo}/blobs/uploads/`))
+      .flatMap((e) => {
+        const query = new URL(e.url, 'http://x').searchParams;
+        const digest = query.get('mount');
+        return digest === null ? [] : [{ digest, from: query.get('from') ?? '', status: e.status }];
+      });
+  }
+
+  /** Blob bytes uploaded into `repo` (PATCH/PUT bodies to its upload URLs) since `mark`. */
+  uploadedBytesSince(mark: number, repo: string): number {
+    return this.since(mark)
+      .filter(
+        (e) => (e.method === 'PATCH' || e.method === 'PUT') && e.url.startsWith(`/v2/${repo}/blobs/uploads/`),
+      )
+      .reduce((sum, e) => sum + e.reqBytes, 0);
+  }
+
+  /** Blob bytes downloaded from `repo` since `mark`. */
+  downloadedBlobBytesSince(mark: number, repo: string): number {
+    return this.since(mark)
+      .filter((e) => e.method === 'GET' && e.url.startsWith(`/v2/${repo}/blobs/sha256:`))
+      .reduce((sum, e) => sum + e.resBytes, 0);
+  }
+}
