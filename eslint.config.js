@@ -24,9 +24,26 @@ export default tseslint.config(
         'error',
         {
           patterns: [
-            { group: ['node:http', 'node:https', 'http', 'https', 'node:fs', 'node:fs/*', 'fs'], message: 'The registry core speaks Request/Response; use the StorageDriver and MetadataStore interfaces.' },
-            { group: ['@aws-sdk/*', '@azure/*', '@google-cloud/*', 'aws-lambda'], message: 'Cloud SDKs belong in storage/, metadata/ or events/ drivers.' },
-            { group: ['**/storage/filesystem*', '**/storage/memory*', '**/metadata/storage-backed*', '**/http/*', '**/compose*', '**/config*'], message: 'The registry core depends on interfaces only.' },
+            {
+              group: ['node:http', 'node:https', 'http', 'https', 'node:fs', 'node:fs/*', 'fs'],
+              message:
+                'The registry core speaks Request/Response; use the StorageDriver and MetadataStore interfaces.',
+            },
+            {
+              group: ['@aws-sdk/*', '@azure/*', '@google-cloud/*', 'aws-lambda'],
+              message: 'Cloud SDKs belong in storage/, metadata/ or events/ drivers.',
+            },
+            {
+              group: [
+                '**/storage/filesystem*',
+                '**/storage/memory*',
+                '**/metadata/storage-backed*',
+                '**/http/*',
+                '**/compose*',
+                '**/config*',
+              ],
+              message: 'The registry core depends on interfaces only.',
+            },
           ],
         },
       ],

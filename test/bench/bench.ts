@@ -9,14 +9,14 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { Agent, request } from 'node:http';
+import { Agent } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../support/registry-process.js';
+import { exchange, layer, peakRssMiB, pushAndPull } from '../support/streaming.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -83,79 +83,11 @@ async function ready(server: Server): Promise<Server> {
   throw new Error(`${server.name} did not start`);
 }
 
-function peakRssMiB(server: Server): number {
-  const status = readFileSync(`/proc/${server.process.pid}/status`, 'utf8');
-  return Number(/VmHWM:\s+(\d+)/.exec(status)?.[1]) / 1024;
-}
-
 const agent = new Agent({ keepAlive: true, maxSockets: CONCURRENCY });
 
-/** One HTTP exchange; the response body is hashed as it streams, never kept. */
-function exchange(
-  url: string,
-  method: string,
-  body?: () => Iterable<Uint8Array>,
-): Promise<{ status: number; location: string; sha256: string }> {
-  return new Promise((resolve, reject) => {
-    // Clients say which manifest types they take; distribution refuses OCI manifests to those that don't.
-    const headers = { Accept: 'application/vnd.oci.image.manifest.v1+json' };
-    const req = request(url, { method, agent, headers }, (res) => {
-      const hash = createHash('sha256');
-      res.on('data', (chunk: Buffer) => hash.update(chunk));
-      res.on('end', () => {
-        resolve({ status: res.statusCode ?? 0, location: res.headers.location ?? '', sha256: hash.digest('hex') });
-      });
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    if (!body) {
-      req.end();
-      return;
-    }
-    void (async () => {
-      for (const chunk of body()) {
-        if (!req.write(chunk)) await new Promise((resolve) => req.once('drain', resolve));
-      }
-      req.end();
-    })();
-  });
-}
-
-/** A deterministic, incompressible layer, produced chunk by chunk (never whole in memory). */
-function layer(mib: number): { chunks: () => Iterable<Uint8Array>; digest: string } {
-  const block = randomBytes(1024 * 1024);
-  const chunks = function* () {
-    for (let i = 0; i < mib; i++) {
-      block.writeUInt32BE(i, 0);
-      yield block;
-    }
-  };
-  const hash = createHash('sha256');
-  for (const chunk of chunks()) hash.update(chunk);
-  return { chunks, digest: `sha256:${hash.digest('hex')}` };
-}
-
 async function largeLayer(server: Server, data: ReturnType<typeof layer>) {
-  const seconds = async (fn: () => Promise<void>) => {
-    const start = performance.now();
-    await fn();
-    return (performance.now() - start) / 1000;
-  };
-  const push = await seconds(async () => {
-    const post = await exchange(`${server.url}/v2/bench/large/blobs/uploads/`, 'POST');
-    const location = new URL(post.location, server.url);
-    const patch = await exchange(location.href, 'PATCH', data.chunks);
-    const next = new URL(patch.location, server.url);
-    next.searchParams.set('digest', data.digest);
-    const put = await exchange(next.href, 'PUT');
-    if (put.status !== 201) throw new Error(`${server.name}: PUT answered ${put.status}`);
-  });
-  let pulled = '';
-  const pull = await seconds(async () => {
-    pulled = `sha256:${(await exchange(`${server.url}/v2/bench/large/blobs/${data.digest}`, 'GET')).sha256}`;
-  });
-  if (pulled !== data.digest) throw new Error(`${server.name}: pulled ${pulled}, pushed ${data.digest}`);
-  return { pushSeconds: push, pullSeconds: pull, peakRssMiB: peakRssMiB(server) };
+  const times = await pushAndPull(server.url, 'bench/large', data, agent);
+  return { ...times, peakRssMiB: peakRssMiB(server.process.pid ?? 0) };
 }
 
 async function smallRequests(server: Server) {
@@ -169,16 +101,20 @@ async function smallRequests(server: Server) {
     [config, configDigest],
   ] as const) {
     // POST then PUT with the body: distribution 2.8 has no monolithic POST.
-    const post = await exchange(`${server.url}/v2/bench/small/blobs/uploads/`, 'POST');
+    const post = await exchange(`${server.url}/v2/bench/small/blobs/uploads/`, 'POST', agent);
     const location = new URL(post.location, server.url);
     location.searchParams.set('digest', digest);
-    const res = await exchange(location.href, 'PUT', () => [bytes]);
+    const res = await exchange(location.href, 'PUT', agent, () => [bytes]);
     if (res.status !== 201) throw new Error(`${server.name}: blob push answered ${res.status}`);
   }
   const manifest = JSON.stringify({
     schemaVersion: 2,
     mediaType: 'application/vnd.oci.image.manifest.v1+json',
-    config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: configDigest, size: config.length },
+    config: {
+      mediaType: 'application/vnd.oci.image.config.v1+json',
+      digest: configDigest,
+      size: config.length,
+    },
     layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: blobDigest, size: blob.length }],
   });
   const put = await fetch(`${server.url}/v2/bench/small/manifests/latest`, {
@@ -194,7 +130,7 @@ async function smallRequests(server: Server) {
     await Promise.all(
       Array.from({ length: CONCURRENCY }, async () => {
         while (left-- > 0) {
-          const res = await exchange(`${server.url}${path}`, method);
+          const res = await exchange(`${server.url}${path}`, method, agent);
           if (res.status !== 200) throw new Error(`${server.name}: ${method} ${path} answered ${res.status}`);
         }
       }),
@@ -238,7 +174,9 @@ async function main() {
     const better = metric.endsWith('PerSecond') ? a / b : b / a;
     return `| ${metric} | ${a.toFixed(2)} | ${b.toFixed(2)} | ${better.toFixed(2)} |`;
   });
-  console.log(`\nlayer ${LAYER_MIB} MiB, ${REQUESTS} small requests at concurrency ${CONCURRENCY}, node ${process.version}`);
+  console.log(
+    `\nlayer ${LAYER_MIB} MiB, ${REQUESTS} small requests at concurrency ${CONCURRENCY}, node ${process.version}`,
+  );
   console.log('| metric | this registry | distribution | ratio (>1: this registry better) |');
   console.log('|---|---|---|---|');
   console.log(rows.join('\n'));
