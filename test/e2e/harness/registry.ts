@@ -6,7 +6,6 @@ import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
-import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createGunzip } from 'node:zlib';
@@ -19,6 +18,7 @@ import {
   waitFor,
   type Daemon,
 } from './exec.js';
+import { freePort } from '../../support/registry-process.js';
 import { formatExchange, startRecordingProxy, type Exchange, type RecordingProxy } from './proxy.js';
 
 export type RegistryKind = 'ours' | 'distribution';
@@ -37,23 +37,6 @@ export function registryKind(): RegistryKind {
   if (value === '' || value === 'ours') return 'ours';
   if (value === 'distribution') return 'distribution';
   throw new Error(`e2e: E2E_REGISTRY must be "ours" (default) or "distribution", not "${value}"`);
-}
-
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      resolve();
-    });
-  });
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) =>
-    server.close(() => {
-      resolve();
-    }),
-  );
-  return port;
 }
 
 export function sha256(data: Uint8Array | string): string {
