@@ -49,6 +49,15 @@ export type StorageDriverConfig =
   | { type: 'azure'; parameters: DriverParameters }
   | { type: 'gcs'; parameters: DriverParameters };
 
+/**
+ * `metadata.<store>`, this registry's own section (distribution keeps all metadata in storage):
+ * `storage` (the default) keeps tags, links and sessions as small files beside the blobs;
+ * `dynamodb` keeps them in a DynamoDB table.
+ */
+export type MetadataConfig =
+  | { type: 'storage' }
+  | { type: 'dynamodb'; table: string; region: string | undefined; endpoint: string | undefined };
+
 /** `http.tls`, present when a certificate and key are configured. */
 export interface TlsConfig {
   certificate: string; // certificate
@@ -127,6 +136,7 @@ export interface RegistryConfig {
       readOnly: { enabled: boolean };
     };
   };
+  metadata: MetadataConfig;
   auth: AuthConfig | undefined;
   notifications: {
     /** `notifications.events.includereferences` */
@@ -239,6 +249,23 @@ const schema = object(
             required: true,
           },
         },
+      ),
+    ),
+    metadata: field(
+      'metadata',
+      object(
+        {
+          storage: field('storage', optObject({})),
+          dynamodb: field(
+            'dynamodb',
+            optObject({
+              table: field('table', reqStr()),
+              region: field('region', optStr()),
+              endpoint: field('endpoint', optStr(absoluteUrl)),
+            }),
+          ),
+        },
+        { variants: { noun: 'metadata store', keys: ['storage', 'dynamodb'], required: false } },
       ),
     ),
     auth: field(
@@ -394,6 +421,7 @@ function resolveConfig(d: Decoded, ctx: Context): RegistryConfig {
       redirect: d.storage.redirect,
       maintenance: d.storage.maintenance,
     },
+    metadata: d.metadata.dynamodb ? { type: 'dynamodb', ...d.metadata.dynamodb } : { type: 'storage' },
     auth: resolveAuth(d.auth, ctx),
     notifications: {
       events: d.notifications.events,

@@ -224,6 +224,27 @@ describe('loadConfig environment overrides', () => {
     });
   });
 
+  it('keeps metadata in storage by default and selects DynamoDB with REGISTRY_METADATA', async () => {
+    expect((await loadConfig({ env: {} })).config.metadata).toEqual({ type: 'storage' });
+    const { config, warnings } = await loadConfig({
+      env: {
+        REGISTRY_METADATA: 'dynamodb',
+        REGISTRY_METADATA_DYNAMODB_TABLE: 'registry',
+        REGISTRY_METADATA_DYNAMODB_ENDPOINT: 'http://127.0.0.1:8000',
+      },
+    });
+    expect(warnings).toEqual([]);
+    expect(config.metadata).toEqual({
+      type: 'dynamodb',
+      table: 'registry',
+      region: undefined,
+      endpoint: 'http://127.0.0.1:8000',
+    });
+    await expect(loadConfig({ env: { REGISTRY_METADATA: 'dynamodb' } })).rejects.toThrow(
+      /metadata\.dynamodb\.table/,
+    );
+  });
+
   it('matches keys case-insensitively and fills list entries by index', async () => {
     const { config } = await load(`${minimal}HTTP:\n  Addr: :1\n`, {
       REGISTRY_HTTP_ADDR: ':2',
