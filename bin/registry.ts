@@ -41,7 +41,7 @@ async function main(argv: string[]): Promise<void> {
 
   const log = jsonLogger(config.log.level, config.log.fields);
   for (const warning of warnings) log.warn(warning);
-  const { registry } = composeRegistry(config, log);
+  const { registry } = await composeRegistry(config, log);
   const listener = nodeListener(registry, {
     log,
     accessLog: !config.log.accessLog.disabled,

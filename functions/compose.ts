@@ -2,6 +2,7 @@ import { ConfigError, type RegistryConfig } from './config.js';
 import type { Logger } from './log.js';
 import { StorageBackedMetadataStore } from './metadata/storage-backed.js';
 import type { MetadataStore } from './metadata/store.js';
+import type { RegistryOptions } from './registry/context.js';
 import { Registry } from './registry/registry.js';
 import type { StorageDriver } from './storage/driver.js';
 import { FilesystemDriver } from './storage/filesystem.js';
@@ -14,9 +15,18 @@ export interface Composition {
   metadata: MetadataStore;
 }
 
-export function composeRegistry(config: RegistryConfig, log: Logger): Composition {
+/**
+ * Builds the registry a configuration describes. Runtimes may override options the configuration does
+ * not carry (the Lambda handler persists upload hash state, for one). Drivers beyond the filesystem
+ * are loaded on demand, so a bundle carries only the SDKs its configuration uses.
+ */
+export async function composeRegistry(
+  config: RegistryConfig,
+  log: Logger,
+  overrides: Partial<RegistryOptions> = {},
+): Promise<Composition> {
   refuseUnimplemented(config, log);
-  const storage = storageDriver(config);
+  const storage = await storageDriver(config);
   const metadata = new StorageBackedMetadataStore(storage);
   const registry = new Registry({
     storage,
@@ -27,12 +37,16 @@ export function composeRegistry(config: RegistryConfig, log: Logger): Compositio
       readOnly: config.storage.maintenance.readOnly.enabled,
       redirect: !config.storage.redirect.disable,
       uploadTTLSeconds: Math.round(config.storage.maintenance.uploadPurging.ageMs / 1000),
+      // Only local storage can read an unfinished upload back cheaply to re-derive its hash.
+      persistHashState: config.storage.driver.type !== 'filesystem' && config.storage.driver.type !== 'inmemory',
+      ...overrides,
     },
   });
   return { registry, storage, metadata };
 }
 
-function storageDriver(config: RegistryConfig): StorageDriver {
+// eslint-disable-next-line @typescript-eslint/require-await -- the cloud drivers will be imported here
+async function storageDriver(config: RegistryConfig): Promise<StorageDriver> {
   const driver = config.storage.driver;
   switch (driver.type) {
     case 'filesystem':

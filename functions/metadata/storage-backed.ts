@@ -311,8 +311,8 @@ function storedRecord(manifest: ManifestRecord): ManifestRecord {
 }
 
 function storedSession(session: UploadSession): UploadSession {
-  const { id, repository, offset, sha256, startedAt, expiresAt } = session;
-  return { id, repository, offset, sha256, startedAt, expiresAt };
+  const { id, repository, offset, sha256, hashState, startedAt, expiresAt } = session;
+  return { id, repository, offset, sha256, hashState, startedAt, expiresAt };
 }
 
 function isExpired(session: UploadSession): boolean {

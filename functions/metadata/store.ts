@@ -75,6 +75,8 @@ export interface UploadSession {
   offset: number;
   /** Hex SHA-256 of the bytes [0, offset): lets any process finish an upload without re-reading it. */
   sha256: string;
+  /** The running SHA-256's serialized state at offset, when the registry persists it (Lambda). */
+  hashState?: string;
   /** ISO 8601 times. */
   startedAt: string;
   expiresAt: string;

@@ -13,6 +13,12 @@ export interface RegistryOptions {
   redirectExpirySeconds: number;
   /** How long an idle upload session lives (distribution's storage.maintenance.uploadpurging.age). */
   uploadTTLSeconds: number;
+  /**
+   * Persist each upload's running hash state in its session, so that a chunk landing on another
+   * process continues the hash instead of re-reading the upload (needed on Lambda, and with storage
+   * that cannot read an upload back before it completes, like S3 multipart).
+   */
+  persistHashState: boolean;
 }
 
 export const DEFAULT_OPTIONS: RegistryOptions = {
@@ -21,6 +27,7 @@ export const DEFAULT_OPTIONS: RegistryOptions = {
   redirect: true,
   redirectExpirySeconds: 20 * 60,
   uploadTTLSeconds: 7 * 24 * 3600,
+  persistHashState: false,
 };
 
 /** What every request handler works with. Built once per process; holds no per-request state. */

@@ -1,7 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { UploadSession } from '../metadata/store.js';
 import type { Context } from './context.js';
-import { type Digest, parseDigest, RunningHash } from './digest.js';
+import { type Digest, NativeHash, parseDigest, PortableHash, type RunningHash } from './digest.js';
 import { RegistryError } from './errors.js';
 import { checkRepositoryName } from './names.js';
 import { chunks } from './request.js';
@@ -37,7 +37,7 @@ export async function patchUpload(
   id: string,
 ): Promise<Response> {
   const session = await getSession(ctx, name, id);
-  const updated = await appendBody(ctx, request, session);
+  const updated = await appendBody(ctx, request, session, false);
   return uploadAccepted(updated, 202);
 }
 
@@ -111,12 +111,18 @@ async function getSession(ctx: Context, name: string, id: string): Promise<Uploa
 /**
  * Appends the request body to the session's bytes, hashing as it streams. A Content-Range must start
  * where the session stands, or the chunk is refused with 416 and the session is kept as it was. When
- * the client goes away mid-body, what arrived is kept and counted, so the upload can resume.
+ * the client goes away mid-body, what arrived is kept and counted, so the upload can resume. With
+ * finish, the upload's bytes are committed (made whole and readable) for the final PUT.
  */
-async function appendBody(ctx: Context, request: Request, session: UploadSession): Promise<UploadSession> {
+async function appendBody(
+  ctx: Context,
+  request: Request,
+  session: UploadSession,
+  finish: boolean,
+): Promise<UploadSession> {
   const range = contentRange(request, session);
-  if (!request.body) return session;
-  const hash = await runningHash(ctx, session);
+  if (!request.body && !(finish && session.offset > 0)) return session;
+  const hash = request.body ? await runningHash(ctx, session) : undefined;
   const writer = await ctx.blobs.uploadWriter(session.id, true);
   if (writer.size !== session.offset) {
     // Only a crash between storing bytes and recording them leads here: the session cannot be trusted.
@@ -132,19 +138,24 @@ async function appendBody(ctx: Context, request: Request, session: UploadSession
   }
   let failure: Error | undefined;
   try {
-    for await (const chunk of chunks(request)) {
-      await writer.write(chunk);
-      hash.update(chunk);
+    if (hash) {
+      for await (const chunk of chunks(request)) {
+        await writer.write(chunk);
+        hash.update(chunk);
+      }
     }
   } catch (error) {
     // Usually the client went away; keep what arrived, then fail this request.
     failure = error instanceof Error ? error : new Error(String(error));
   }
-  await writer.close();
+  await (finish && !failure ? writer.commit() : writer.close());
+  if (!hash) return session;
+
   const updated: UploadSession = {
     ...session,
     offset: hash.size,
     sha256: hash.hexSoFar(),
+    hashState: hash.state(),
     expiresAt: expiry(ctx, new Date()),
   };
   if (!(await ctx.metadata.updateUpload(updated, session.offset))) {
@@ -164,10 +175,7 @@ async function appendBody(ctx: Context, request: Request, session: UploadSession
     throw new RegistryError(
       'SIZE_INVALID',
       `Content-Range ends at ${range.end} but the body ended at ${hash.size - 1}`,
-      {
-        status: 416,
-        headers: progressHeaders(updated),
-      },
+      { status: 416, headers: progressHeaders(updated) },
     );
   }
   return updated;
@@ -180,7 +188,7 @@ async function finishUpload(
   session: UploadSession,
   digest: Digest,
 ): Promise<Response> {
-  const final = await appendBody(ctx, request, session);
+  const final = await appendBody(ctx, request, session, true);
   const actual =
     digest.algorithm === 'sha256' ? `sha256:${final.sha256}` : await rehash(ctx, final, digest.algorithm);
   if (actual !== digest.value) {
@@ -199,11 +207,16 @@ async function finishUpload(
   return blobCreated(final.repository, digest);
 }
 
-/** The session's running hash: this process's cached one, or one re-derived from the stored bytes. */
+/**
+ * The session's running hash: this process's cached one, one resumed from the session's persisted
+ * state, or (without persisted state) one re-derived from the stored bytes and checked against the
+ * session's digest so far.
+ */
 async function runningHash(ctx: Context, session: UploadSession): Promise<RunningHash> {
   const cached = ctx.hashes.take(session.id, session.offset);
   if (cached) return cached;
-  const hash = RunningHash.start();
+  if (session.hashState !== undefined) return PortableHash.resume(session.hashState, session.offset);
+  const hash = ctx.options.persistHashState ? await PortableHash.start() : new NativeHash();
   if (session.offset > 0) {
     for await (const chunk of await ctx.blobs.uploadReader(session.id, 0, session.offset)) hash.update(chunk);
     if (hash.size !== session.offset || hash.hexSoFar() !== session.sha256) {

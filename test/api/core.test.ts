@@ -32,3 +32,8 @@ function coreTarget(storage: MemoryDriver, options?: Partial<RegistryOptions>): 
 describeRegistryApi('registry core (memory driver)', (options) =>
   Promise.resolve(coreTarget(new MemoryDriver(), options)),
 );
+
+// As on Lambda: every upload session carries its serialized hash state.
+describeRegistryApi('registry core persisting upload hash state (memory driver)', (options) =>
+  Promise.resolve(coreTarget(new MemoryDriver(), { persistHashState: true, ...options })),
+);

@@ -376,7 +376,8 @@ export function describeMetadataStore(name: string, makeStore: () => Promise<Met
         const repository = uniqueRepository();
         const session = uploadSession(repository);
         await store().createUpload(session);
-        const moved = { ...session, offset: 100, sha256: 'a'.repeat(64) };
+        // An update carries the running hash's serialized state (as on Lambda), which must round-trip.
+        const moved = { ...session, offset: 100, sha256: 'a'.repeat(64), hashState: 'c3RhdGU=' };
         expect(await store().updateUpload(moved, 0)).toBe(true);
         expect(await store().getUpload(repository, session.id)).toEqual(moved);
 
