@@ -3,11 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { errorFields, type Logger } from '../log.js';
-
-/** Anything that answers Web Requests: the registry, or the registry wrapped by middleware. */
-export interface RequestHandler {
-  handle(request: Request): Promise<Response>;
-}
+import type { RequestHandler } from './handler.js';
 
 export interface NodeAdapterOptions {
   log: Logger;

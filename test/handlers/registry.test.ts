@@ -1,0 +1,191 @@
+/**
+ * The Lambda entry point as Lambda runs it: the module imported once per container with REGISTRY_*
+ * variables in the environment, then invoked with API Gateway v2 events.
+ */
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { APIGatewayProxyEventV2, Context } from 'aws-lambda';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+
+// The real composition, watched: how many times the handler builds a registry, and with what.
+vi.mock('../../functions/compose.js', async (importOriginal) => {
+  const actual = await importOriginal<typeof import('../../functions/compose.js')>();
+  return { ...actual, composeRegistry: vi.fn(actual.composeRegistry) };
+});
+
+type HandlerModule = typeof import('../../functions/handlers/registry.js');
+type ComposeModule = typeof import('../../functions/compose.js');
+
+const FIXTURE = JSON.parse(
+  readFileSync(new URL('../http/fixtures/apigw-v2-get.json', import.meta.url), 'utf8'),
+) as APIGatewayProxyEventV2;
+
+function apiEvent(method: string, target: string, body?: Uint8Array): APIGatewayProxyEventV2 {
+  const event = structuredClone(FIXTURE);
+  const [rawPath = '', rawQueryString = ''] = target.split('?', 2);
+  event.rawPath = rawPath;
+  event.rawQueryString = rawQueryString;
+  event.requestContext.http.method = method;
+  event.requestContext.http.path = rawPath;
+  if (body) {
+    event.body = Buffer.from(body).toString('base64');
+    event.isBase64Encoded = true;
+    event.headers['content-type'] = 'application/octet-stream';
+    event.headers['content-length'] = String(body.byteLength);
+  }
+  return event;
+}
+
+/** What the Node.js runtime passes an async handler (the callback-era done/fail/succeed left out). */
+function lambdaContext(awsRequestId: string = randomUUID()): Context {
+  const context: Omit<Context, 'done' | 'fail' | 'succeed'> = {
+    callbackWaitsForEmptyEventLoop: true,
+    functionName: 'registry',
+    functionVersion: '$LATEST',
+    invokedFunctionArn: 'arn:aws:lambda:eu-west-1:123456789012:function:registry',
+    memoryLimitInMB: '1024',
+    awsRequestId,
+    logGroupName: '/aws/lambda/registry',
+    logStreamName: '2025/03/12/[$LATEST]4f1c0d2e9b7a4c6d8e0f1a2b3c4d5e6f',
+    getRemainingTimeInMillis: () => 29_000,
+  };
+  return context as Context;
+}
+
+describe('Lambda handler', () => {
+  const saved = { ...process.env };
+  let root: string;
+  let logLines: Record<string, unknown>[];
+
+  beforeEach(async () => {
+    root = await mkdtemp(join(tmpdir(), 'registry-handler-'));
+    for (const key of Object.keys(process.env)) {
+      if (key.startsWith('REGISTRY_')) Reflect.deleteProperty(process.env, key);
+    }
+    logLines = [];
+    vi.spyOn(process.stderr, 'write').mockImplementation((line: string | Uint8Array) => {
+      for (const text of String(line).split('\n').filter(Boolean)) {
+        logLines.push(JSON.parse(text) as Record<string, unknown>);
+      }
+      return true;
+    });
+    vi.resetModules();
+  });
+
+  afterEach(async () => {
+    vi.restoreAllMocks();
+    for (const key of Object.keys(process.env)) {
+      if (!(key in saved)) Reflect.deleteProperty(process.env, key);
+    }
+    Object.assign(process.env, saved);
+    await rm(root, { recursive: true, force: true });
+  });
+
+  /** A fresh container: the modules loaded anew, as Lambda does on a cold start, with env. */
+  async function coldStart(
+    env: Record<string, string>,
+    before?: (compose: ComposeModule) => void,
+  ): Promise<{ handler: HandlerModule['handler']; compose: ComposeModule }> {
+    Object.assign(process.env, env);
+    const compose = await import('../../functions/compose.js');
+    vi.mocked(compose.composeRegistry).mockClear();
+    before?.(compose);
+    const { handler } = await import('../../functions/handlers/registry.js');
+    return { handler, compose };
+  }
+
+  it('builds the registry once from REGISTRY_* variables and serves every invocation with it', async () => {
+    const { handler, compose } = await coldStart({
+      REGISTRY_STORAGE: 'filesystem',
+      REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: root,
+    });
+
+    const root200 = await handler(apiEvent('GET', '/v2/'), lambdaContext('first'));
+    expect(root200.statusCode).toBe(200);
+    expect(root200.headers?.['x-request-id']).toBe('first');
+
+    const content = randomBytes(2048);
+    const digest = `sha256:${createHash('sha256').update(content).digest('hex')}`;
+    const pushed = await handler(
+      apiEvent('POST', `/v2/lambda/app/blobs/uploads/?digest=${digest}`, content),
+      lambdaContext('second'),
+    );
+    expect(pushed.statusCode).toBe(201);
+    const pulled = await handler(apiEvent('GET', `/v2/lambda/app/blobs/${digest}`), lambdaContext('third'));
+    expect(pulled.statusCode).toBe(200);
+    expect(pulled.isBase64Encoded).toBe(true);
+    expect(Buffer.compare(Buffer.from(pulled.body ?? '', 'base64'), content)).toBe(0);
+
+    // One registry for the container, composed with the Lambda's own options.
+    const composeRegistry = vi.mocked(compose.composeRegistry);
+    expect(composeRegistry).toHaveBeenCalledTimes(1);
+    expect(composeRegistry.mock.calls[0]?.[0].storage.driver).toEqual({
+      type: 'filesystem',
+      rootDirectory: root,
+    });
+    expect(composeRegistry.mock.calls[0]?.[2]).toEqual({ persistHashState: true });
+    // The bytes went to the configured directory.
+    expect((await readdir(root)).length).toBeGreaterThan(0);
+    // One access-log line per invocation, with Lambda's request id.
+    const requests = logLines.filter((line) => line.msg === 'request');
+    expect(requests.map((line) => [line.requestId, line.status])).toEqual([
+      ['first', 200],
+      ['second', 201],
+      ['third', 200],
+    ]);
+  });
+
+  it('answers every invocation with a 500 naming the configuration error, and logs it each time', async () => {
+    const { handler, compose } = await coldStart({
+      REGISTRY_STORAGE: 'filesystem',
+      REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: root,
+      REGISTRY_STORAGE_DELETE_ENABLED: 'maybe',
+    });
+
+    for (const requestId of ['one', 'two']) {
+      const result = await handler(apiEvent('GET', '/v2/'), lambdaContext(requestId));
+      expect(result.statusCode).toBe(500);
+      expect(result.headers?.['docker-distribution-api-version']).toBe('registry/2.0');
+      expect(result.headers?.['x-request-id']).toBe(requestId);
+      const body = JSON.parse(result.body ?? '') as { errors: { code: string; message: string }[] };
+      expect(body.errors[0]?.code).toBe('UNKNOWN');
+      expect(body.errors[0]?.message).toBe(
+        'configuration error: storage.delete.enabled: expected a boolean, got "maybe" ' +
+          '(from environment variable REGISTRY_STORAGE_DELETE_ENABLED)',
+      );
+    }
+    const errors = logLines.filter((line) => line.level === 'error');
+    expect(errors.map((line) => line.requestId)).toEqual(['one', 'two']);
+    expect(errors[0]).toMatchObject({
+      msg: 'configuration error: the registry cannot start',
+      error: expect.stringContaining('storage.delete.enabled') as unknown,
+    });
+    expect(vi.mocked(compose.composeRegistry)).not.toHaveBeenCalled();
+  });
+
+  it('answers 500 when composing fails for another reason, and tries again on the next invocation', async () => {
+    const { handler, compose } = await coldStart(
+      { REGISTRY_STORAGE: 'filesystem', REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: root },
+      ({ composeRegistry }) => {
+        vi.mocked(composeRegistry).mockRejectedValueOnce(new Error('EMFILE: too many open files'));
+      },
+    );
+
+    const failed = await handler(apiEvent('GET', '/v2/'), lambdaContext('cold'));
+    expect(failed.statusCode).toBe(500);
+    const body = JSON.parse(failed.body ?? '') as { errors: { message: string }[] };
+    // The cause goes to the log, not to the client.
+    expect(body.errors[0]?.message).toBe('the registry failed to start (request cold)');
+    expect(logLines.find((line) => line.level === 'error')).toMatchObject({
+      requestId: 'cold',
+      error: 'EMFILE: too many open files',
+    });
+
+    const recovered = await handler(apiEvent('GET', '/v2/'), lambdaContext('warm'));
+    expect(recovered.statusCode).toBe(200);
+    expect(vi.mocked(compose.composeRegistry)).toHaveBeenCalledTimes(2);
+  });
+});
