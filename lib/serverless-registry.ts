@@ -1,0 +1,322 @@
+import { CfnOutput, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { AccessLogFormat } from 'aws-cdk-lib/aws-apigateway';
+import {
+  ApiMapping,
+  DomainName,
+  EndpointType,
+  HttpApi,
+  HttpStage,
+  LogGroupLogDestination,
+  PayloadFormatVersion,
+  SecurityPolicy,
+  type ThrottleSettings,
+} from 'aws-cdk-lib/aws-apigatewayv2';
+import { HttpLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
+import { Certificate, CertificateValidation, type ICertificate } from 'aws-cdk-lib/aws-certificatemanager';
+import { AttributeType, BillingMode, Table, TableEncryption } from 'aws-cdk-lib/aws-dynamodb';
+import { EventBus } from 'aws-cdk-lib/aws-events';
+import { PolicyStatement } from 'aws-cdk-lib/aws-iam';
+import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
+import { ARecord, type IHostedZone, RecordTarget } from 'aws-cdk-lib/aws-route53';
+import { ApiGatewayv2DomainProperties } from 'aws-cdk-lib/aws-route53-targets';
+import {
+  BlockPublicAccess,
+  Bucket,
+  BucketEncryption,
+  type IBucket,
+  ObjectOwnership,
+} from 'aws-cdk-lib/aws-s3';
+import { Construct } from 'constructs';
+import { RegistryFunction } from './registry-function.js';
+
+/** Where abandoned upload state lives in the bucket (the registry's S3 layout). */
+export const UPLOADS_PREFIX = 'uploads/';
+
+/**
+ * Default API throttling, over the whole API. A pull of a ten-layer image is about 25 requests, nearly
+ * all short (blob GETs are redirects), so 1,000 requests a second with bursts of 2,000 let about 40
+ * such pulls start every second (80 at once) while a registry at the limit uses about a tenth of the
+ * account's default Lambda concurrency (1,000) and of API Gateway's account quota (10,000 rps). The
+ * limit also bounds what a runaway client costs: about US$10 an hour of requests and Lambda time at
+ * 100 ms a request.
+ */
+export const DEFAULT_THROTTLE: Required<ThrottleSettings> = { rateLimit: 1000, burstLimit: 2000 };
+
+export interface ServerlessRegistryProps {
+  /**
+   * Allow `DELETE` of manifests, tags and blobs (REGISTRY_STORAGE_DELETE_ENABLED).
+   * @default true
+   */
+  readonly deleteEnabled?: boolean;
+
+  /**
+   * A custom domain for the registry, e.g. `registry.example.com`. Needs `certificate`, or `hostedZone`
+   * to create and DNS-validate one (and the alias record) in.
+   * @default - the API's execute-api URL
+   */
+  readonly domainName?: string;
+
+  /**
+   * An ACM certificate for `domainName`, in the stack's region (the API endpoint is regional).
+   * @default - created with DNS validation in `hostedZone`, when given
+   */
+  readonly certificate?: ICertificate;
+
+  /**
+   * The Route 53 zone of `domainName`: a certificate is created and validated in it (unless
+   * `certificate` is given) and an alias record points the domain at the API.
+   * @default - no DNS records; point `domainName` at the `DomainTarget` output yourself
+   */
+  readonly hostedZone?: IHostedZone;
+
+  /**
+   * What happens to the registry's data (the bucket, the table) and logs when the stack is deleted.
+   * With DESTROY the bucket is emptied first (by a custom resource) so that the deletion succeeds.
+   * @default RemovalPolicy.RETAIN
+   */
+  readonly removalPolicy?: RemovalPolicy;
+
+  /**
+   * The function's memory in MB; Lambda allocates CPU in proportion, which the registry spends on
+   * hashing and base64.
+   * @default 1024
+   */
+  readonly memorySize?: number;
+
+  /**
+   * How long the function's logs and the API's access logs are kept.
+   * @default RetentionDays.ONE_MONTH
+   */
+  readonly logRetention?: RetentionDays;
+
+  /**
+   * Request rate limits for the whole API (requests per second, and burst).
+   * @default DEFAULT_THROTTLE (1,000 rps, bursts of 2,000)
+   */
+  readonly throttle?: ThrottleSettings;
+
+  /**
+   * A bucket for the storage bucket's S3 server access logs (under `registry-storage/`). Every request
+   * to the registry is in the API's access log already, pulls included (as the redirect that signs the
+   * download), so these are for audits that need the object-level record.
+   * @default - no server access logs
+   */
+  readonly serverAccessLogsBucket?: IBucket;
+}
+
+/**
+ * An OCI registry on AWS that costs nothing when idle: an HTTP API sends every request to one Lambda
+ * function; blobs and manifests live in S3, tags and indexes in DynamoDB.
+ */
+export class ServerlessRegistry extends Construct {
+  /** Blobs, manifests and upload state. */
+  readonly bucket: Bucket;
+  /** The metadata: tags, manifest revisions, repository links, upload sessions. */
+  readonly table: Table;
+  /** Where the registry's events (push, pull, delete, mount) will go. Nothing is sent to it yet. */
+  readonly eventBus: EventBus;
+  /** The function that serves every request. */
+  readonly function: RegistryFunction;
+  readonly api: HttpApi;
+  /** The API's `$default` stage. */
+  readonly stage: HttpStage;
+  /** The API's access log. */
+  readonly accessLogGroup: LogGroup;
+  /** The custom domain, when one is configured. */
+  readonly domain: DomainName | undefined;
+  /** The registry's base URL (the custom domain's when set), ending in `/`. */
+  readonly url: string;
+
+  constructor(scope: Construct, id: string, props: ServerlessRegistryProps = {}) {
+    super(scope, id);
+    checkDomainProps(props);
+    const removalPolicy = props.removalPolicy ?? RemovalPolicy.RETAIN;
+    const logRetention = props.logRetention ?? RetentionDays.ONE_MONTH;
+
+    this.bucket = new Bucket(this, 'Storage', {
+      blockPublicAccess: BlockPublicAccess.BLOCK_ALL,
+      encryption: BucketEncryption.S3_MANAGED,
+      enforceSSL: true,
+      // Content-addressed: an object is never overwritten with other bytes, so versions would only
+      // keep deleted blobs (and the cost of them) around.
+      versioned: false,
+      objectOwnership: ObjectOwnership.BUCKET_OWNER_ENFORCED,
+      lifecycleRules: [
+        { id: 'abort-incomplete-multipart-uploads', abortIncompleteMultipartUploadAfter: Duration.days(7) },
+        // Upload sessions expire after 7 days (uploadpurging.age); what they left behind goes too.
+        { id: 'expire-abandoned-uploads', prefix: UPLOADS_PREFIX, expiration: Duration.days(7) },
+      ],
+      ...(props.serverAccessLogsBucket && {
+        serverAccessLogsBucket: props.serverAccessLogsBucket,
+        serverAccessLogsPrefix: 'registry-storage/',
+      }),
+      removalPolicy,
+      autoDeleteObjects: removalPolicy === RemovalPolicy.DESTROY,
+    });
+
+    this.table = new Table(this, 'Metadata', {
+      partitionKey: { name: 'pk', type: AttributeType.STRING },
+      sortKey: { name: 'sk', type: AttributeType.STRING },
+      timeToLiveAttribute: 'ttl',
+      billingMode: BillingMode.PAY_PER_REQUEST,
+      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
+      encryption: TableEncryption.AWS_MANAGED,
+      removalPolicy,
+    });
+
+    this.eventBus = new EventBus(this, 'Events');
+
+    this.function = new RegistryFunction(this, 'Function', {
+      description: 'OCI Distribution registry: serves every /v2/ request',
+      ...(props.memorySize !== undefined && { memorySize: props.memorySize }),
+      logRetention,
+      logRemovalPolicy: removalPolicy,
+      environment: {
+        REGISTRY_STORAGE: 's3',
+        REGISTRY_STORAGE_S3_BUCKET: this.bucket.bucketName,
+        REGISTRY_STORAGE_S3_REGION: Stack.of(this).region,
+        REGISTRY_STORAGE_DELETE_ENABLED: String(props.deleteEnabled ?? true),
+        REGISTRY_METADATA: 'dynamodb',
+        REGISTRY_METADATA_DYNAMODB_TABLE: this.table.tableName,
+        REGISTRY_LOG_LEVEL: 'info',
+        NODE_OPTIONS: '--enable-source-maps',
+      },
+    });
+    this.grantRegistryAccess();
+
+    this.api = new HttpApi(this, 'Api', {
+      description: 'OCI Distribution registry',
+      // One route for everything: repository names contain slashes, so /v2/... cannot be split into
+      // routes; the registry routes requests itself.
+      defaultIntegration: new HttpLambdaIntegration('Registry', this.function, {
+        payloadFormatVersion: PayloadFormatVersion.VERSION_2_0,
+      }),
+      createDefaultStage: false,
+    });
+    this.accessLogGroup = new LogGroup(this, 'AccessLogs', { retention: logRetention, removalPolicy });
+    this.stage = new HttpStage(this, 'DefaultStage', {
+      httpApi: this.api,
+      autoDeploy: true,
+      throttle: { ...DEFAULT_THROTTLE, ...props.throttle },
+      accessLogSettings: {
+        destination: new LogGroupLogDestination(this.accessLogGroup),
+        format: ACCESS_LOG_FORMAT,
+      },
+    });
+
+    const { domainName } = props;
+    this.domain = domainName === undefined ? undefined : this.customDomain(domainName, props);
+    this.url = domainName === undefined ? this.stage.url : `https://${domainName}/`;
+
+    new CfnOutput(this, 'Url', { value: this.url, description: 'The registry URL' });
+    new CfnOutput(this, 'BucketName', {
+      value: this.bucket.bucketName,
+      description: 'The bucket with blobs and manifests',
+    });
+    new CfnOutput(this, 'TableName', { value: this.table.tableName, description: 'The metadata table' });
+  }
+
+  /**
+   * What the function may do, and nothing more: objects and multipart uploads in its bucket (no bucket
+   * configuration, no versions, no ACLs), items in its table (no scans, no table changes).
+   */
+  private grantRegistryAccess(): void {
+    this.function.addToRolePolicy(
+      new PolicyStatement({
+        // ListBucket also makes a missing object a 404 rather than a 403.
+        actions: ['s3:ListBucket', 's3:ListBucketMultipartUploads'],
+        resources: [this.bucket.bucketArn],
+      }),
+    );
+    this.function.addToRolePolicy(
+      new PolicyStatement({
+        actions: [
+          's3:GetObject',
+          's3:PutObject',
+          's3:DeleteObject',
+          's3:AbortMultipartUpload',
+          's3:ListMultipartUploadParts',
+        ],
+        resources: [this.bucket.arnForObjects('*')],
+      }),
+    );
+    this.function.addToRolePolicy(
+      new PolicyStatement({
+        actions: [
+          'dynamodb:GetItem',
+          'dynamodb:PutItem',
+          'dynamodb:UpdateItem',
+          'dynamodb:DeleteItem',
+          'dynamodb:Query',
+          'dynamodb:BatchWriteItem',
+          'dynamodb:TransactWriteItems',
+          'dynamodb:ConditionCheckItem',
+        ],
+        resources: [this.table.tableArn],
+      }),
+    );
+  }
+
+  private customDomain(domainName: string, props: ServerlessRegistryProps): DomainName {
+    const certificate =
+      props.certificate ??
+      new Certificate(this, 'Certificate', {
+        domainName,
+        validation: CertificateValidation.fromDns(props.hostedZone),
+      });
+    const domain = new DomainName(this, 'Domain', {
+      domainName,
+      certificate,
+      endpointType: EndpointType.REGIONAL,
+      securityPolicy: SecurityPolicy.TLS_1_2,
+    });
+    new ApiMapping(this, 'DomainMapping', { api: this.api, domainName: domain, stage: this.stage });
+    if (props.hostedZone) {
+      new ARecord(this, 'DomainRecord', {
+        zone: props.hostedZone,
+        recordName: domainName,
+        target: RecordTarget.fromAlias(
+          new ApiGatewayv2DomainProperties(domain.regionalDomainName, domain.regionalHostedZoneId),
+        ),
+      });
+    }
+    new CfnOutput(this, 'DomainTarget', {
+      value: domain.regionalDomainName,
+      description: `Where ${domainName} must point (CNAME, or an alias record in Route 53)`,
+    });
+    return domain;
+  }
+}
+
+/** One JSON object per request, with what an operator asks first: who, what, how it ended, how long. */
+const ACCESS_LOG_FORMAT = AccessLogFormat.custom(
+  JSON.stringify({
+    requestId: '$context.requestId',
+    time: '$context.requestTime',
+    ip: '$context.identity.sourceIp',
+    userAgent: '$context.identity.userAgent',
+    method: '$context.httpMethod',
+    path: '$context.path',
+    protocol: '$context.protocol',
+    status: '$context.status',
+    responseLength: '$context.responseLength',
+    latencyMs: '$context.responseLatency',
+    integrationLatencyMs: '$context.integrationLatency',
+    integrationStatus: '$context.integrationStatus',
+    integrationError: '$context.integrationErrorMessage',
+    error: '$context.error.message',
+    domainName: '$context.domainName',
+  }),
+);
+
+function checkDomainProps(props: ServerlessRegistryProps): void {
+  if (props.domainName === undefined) {
+    if (props.certificate || props.hostedZone) {
+      throw new Error('ServerlessRegistry: certificate and hostedZone need a domainName');
+    }
+  } else if (!props.certificate && !props.hostedZone) {
+    throw new Error(
+      `ServerlessRegistry: domainName ${props.domainName} needs a certificate, or a hostedZone to create one in`,
+    );
+  }
+}
