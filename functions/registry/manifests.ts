@@ -55,6 +55,8 @@ export async function putManifest(
     subject: manifest.subject?.digest,
     artifactType: manifest.artifactType,
     annotations: manifest.annotations,
+    // Stores that can keep small manifests inline (DynamoDB) serve a pull from one read.
+    content: body,
   };
   await ctx.metadata.putManifest(name, record, byDigest ? [] : [reference]);
 

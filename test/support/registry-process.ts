@@ -1,18 +1,11 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
+
+export { freePort } from '../../bin/local/free-port.js';
 
 /** The built standalone server (npm run build; `npm test` builds it first). */
 export const SERVER_ENTRY = fileURLToPath(new URL('../../dist/registry.mjs', import.meta.url));
-
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 /** A registry server process started from the built bundle, with its output captured. */
 export class RegistryProcess {

@@ -1,0 +1,675 @@
+/**
+ * A MetadataStore in one DynamoDB table, for the AWS deployment (Lambda + S3 + DynamoDB).
+ *
+ * Table (fixed: the CDK stack creates exactly this, see TABLE_KEYS and createTable): partition key
+ * `pk` (S), sort key `sk` (S), TTL attribute `ttl` (N, epoch seconds), on-demand billing, no indexes.
+ *
+ * Items. Repository names, digests and tags never contain `#` (their grammars exclude it), so `#`
+ * separates key parts unambiguously.
+ *
+ *   pk = "catalog"     sk = <name>                          createdAt: the repository exists
+ *   pk = "repo#<name>" sk = "blob#<digest>"                 digest, size: a linked blob
+ *                      sk = "manifest#<digest>"             the record: digest, mediaType, size, subject?,
+ *                                                           artifactType?, annotations? (JSON text, so any
+ *                                                           key is kept), content? (B), rev (N)
+ *                      sk = "tag#<tag>"                     tag, and a copy of the record it points at
+ *                      sk = "referrer#<subject>#<digest>"   a copy of the record (without content)
+ *                      sk = "upload#<id>"                   the session (hashState included when given);
+ *                                                           expiresMs (N) and ttl (N, seconds)
+ *
+ * Access patterns, each one request (a Query may follow LastEvaluatedKey past DynamoDB's 1 MB page):
+ *   blob link, manifest by digest, manifest by tag, session     GetItem on the item
+ *   tags of a repository in order                               Query pk, sk between tag# bounds
+ *   referrers of a subject in digest order                      Query pk, begins_with(sk, referrer#<subject>#)
+ *   catalog in order                                            Query pk = catalog, sk > last
+ *
+ * Manifest content. A record's `content` (the manifest bytes) is kept inline when it is at most
+ * INLINE_CONTENT_LIMIT bytes; the registry core then serves a pull without reading blob storage. A tag
+ * item carries a full copy of its record, content included, so a pull by tag is ONE GetItem. Records
+ * are content-addressed, so a copy never goes stale; deleteManifest removes the copies with the
+ * record. The price: tag items are bigger, which a tag listing pays in read units (a pull is far more
+ * frequent than a listing). Manifests above the limit are stored without content (the core reads them
+ * from storage), and tag copies drop the content when many tags would overflow a transaction.
+ *
+ * Conditions and transactions:
+ *   putManifest      TransactWriteItems: record (Update, `rev` + 1) + referrer copy + every tag, all or none
+ *   deleteManifest   TransactWriteItems: each tag (if it still names the digest) + referrer + record (if
+ *                    `rev` is unchanged since the tags were listed, so no tag was added meanwhile); a
+ *                    failed condition means a concurrent put or retag, and the delete starts over
+ *   updateUpload     PutItem if offset = expected and the session has not expired (compare-and-set)
+ *   catalog entry    PutItem if attribute_not_exists, once per repository and store instance (a
+ *                    Lambda container): later pushes to a repository known to the instance skip it
+ * Single-item writes need no transaction: linkBlob, unlinkBlob, deleteTag, createUpload, deleteUpload.
+ *
+ * Reads are strongly consistent: a manifest put right after its blobs were linked must find them,
+ * and a pull right after a push must see it.
+ *
+ * Expiry: DynamoDB deletes items past their `ttl` late (AWS: within days; DynamoDB Local: never), so
+ * expired sessions are filtered on every read and refused by updateUpload's condition.
+ */
+import {
+  CreateTableCommand,
+  DescribeTableCommand,
+  DescribeTimeToLiveCommand,
+  DynamoDBClient,
+  UpdateTimeToLiveCommand,
+  waitUntilTableExists,
+  type KeySchemaElement,
+} from '@aws-sdk/client-dynamodb';
+import {
+  DeleteCommand,
+  DynamoDBDocumentClient,
+  GetCommand,
+  PutCommand,
+  QueryCommand,
+  TransactWriteCommand,
+  type QueryCommandInput,
+  type TransactWriteCommandInput,
+} from '@aws-sdk/lib-dynamodb';
+import type { BlobLink, ManifestRecord, MetadataStore, Page, PageRequest, UploadSession } from './store.js';
+
+/** The table's key and TTL attributes: the contract with the infrastructure that creates the table. */
+export const TABLE_KEYS = { partitionKey: 'pk', sortKey: 'sk', ttl: 'ttl' } as const;
+
+/** Manifests of at most this many bytes are kept inline in their record (and tag copies). */
+export const INLINE_CONTENT_LIMIT = 64 * 1024;
+
+/** DynamoDB's limit on the actions of one TransactWriteItems. */
+const MAX_TRANSACTION_ITEMS = 100;
+/** Budgets below DynamoDB's limits (400 KB per item, 4 MB per transaction), leaving room for keys and names. */
+const ITEM_BUDGET = 380 * 1024;
+const TRANSACTION_BUDGET = 3_900 * 1024;
+/** Per-item allowance for key values, attribute names and type overhead in the size estimates. */
+const ITEM_OVERHEAD = 1024;
+
+/** How often an operation is tried when concurrent transactions on the same items conflict. */
+const CONFLICT_ATTEMPTS = 6;
+/** How often deleteManifest starts over when a concurrent put or retag changed what it was deleting. */
+const DELETE_ATTEMPTS = 8;
+/** Repositories an instance remembers as registered in the catalog, before it starts afresh. */
+const REGISTERED_CACHE_LIMIT = 10_000;
+
+const CATALOG = 'catalog';
+
+/** A record whose descriptor (annotations, mostly) cannot fit in a DynamoDB item. */
+export class ManifestRecordTooLargeError extends Error {
+  override name = 'ManifestRecordTooLargeError';
+}
+
+type Item = Record<string, unknown>;
+type TransactItem = NonNullable<TransactWriteCommandInput['TransactItems']>[number];
+
+export class DynamoDbMetadataStore implements MetadataStore {
+  private readonly table: string;
+  private readonly doc: DynamoDBDocumentClient;
+  /** Repositories this instance has put in the catalog (or is putting): the catalog write happens once. */
+  private readonly registered = new Map<string, Promise<void>>();
+
+  constructor(options: { table: string; client: DynamoDBClient }) {
+    this.table = options.table;
+    this.doc = DynamoDBDocumentClient.from(options.client, {
+      marshallOptions: { removeUndefinedValues: true },
+    });
+  }
+
+  /** A store over a new client: `endpoint` for DynamoDB Local; the region defaults to AWS_REGION. */
+  static fromConfig(config: {
+    table: string;
+    region?: string | undefined;
+    endpoint?: string | undefined;
+  }): DynamoDbMetadataStore {
+    const client = new DynamoDBClient({
+      region: config.region ?? process.env.AWS_REGION,
+      ...(config.endpoint === undefined ? {} : { endpoint: config.endpoint }),
+    });
+    return new DynamoDbMetadataStore({ table: config.table, client });
+  }
+
+  // Blob links.
+
+  /** 1 PutItem (+1 conditional PutItem for the catalog, the first time this instance sees the repository). */
+  async linkBlob(repository: string, link: BlobLink): Promise<void> {
+    await this.register(repository);
+    await this.doc.send(
+      new PutCommand({
+        TableName: this.table,
+        Item: {
+          ...key(repositoryKey(repository), blobKey(link.digest)),
+          digest: link.digest,
+          size: link.size,
+        },
+      }),
+    );
+  }
+
+  /** 1 GetItem. */
+  async getBlobLink(repository: string, digest: string): Promise<BlobLink | undefined> {
+    const item = await this.getItem(repositoryKey(repository), blobKey(digest));
+    return item === undefined ? undefined : { digest: text(item.digest), size: number(item.size) };
+  }
+
+  /** 1 DeleteItem. */
+  unlinkBlob(repository: string, digest: string): Promise<boolean> {
+    return this.deleteItem(repositoryKey(repository), blobKey(digest));
+  }
+
+  // Manifests and tags.
+
+  /**
+   * 1 TransactWriteItems (+1 conditional PutItem for the catalog, the first time this instance sees the
+   * repository): the record, its referrer copy and every tag, all or none, so no tag ever points at a
+   * missing record. At most 98 tags (DynamoDB's 100 actions per transaction). The catalog entry goes
+   * first, so a failed put can leave an empty repository listed, never a manifest in an unlisted one.
+   */
+  async putManifest(repository: string, manifest: ManifestRecord, tags: readonly string[]): Promise<void> {
+    const pk = repositoryKey(repository);
+    const uniqueTags = [...new Set(tags)];
+    const descriptor = descriptorAttributes(manifest);
+    const descriptorBytes = estimateBytes(descriptor);
+    if (descriptorBytes > ITEM_BUDGET) {
+      throw new ManifestRecordTooLargeError(
+        `the record of manifest ${manifest.digest} (about ${descriptorBytes} bytes, mostly annotations) ` +
+          `does not fit in a DynamoDB item`,
+      );
+    }
+    const fixedItems = manifest.subject === undefined ? 1 : 2;
+    if (uniqueTags.length + fixedItems > MAX_TRANSACTION_ITEMS) {
+      throw new RangeError(
+        `at most ${MAX_TRANSACTION_ITEMS - fixedItems} tags can be put with one manifest, not ${uniqueTags.length}`,
+      );
+    }
+
+    const content = manifest.content;
+    const inline =
+      content !== undefined &&
+      content.byteLength <= INLINE_CONTENT_LIMIT &&
+      descriptorBytes + content.byteLength <= ITEM_BUDGET;
+    const contentBytes = inline ? content.byteLength : 0;
+    const recordBytes = descriptorBytes + contentBytes;
+    // Tags copy the content too, unless that would overflow the transaction: they then copy the rest.
+    const fixedBytes = recordBytes + (fixedItems - 1) * descriptorBytes;
+    const tagsCopyContent = inline && fixedBytes + uniqueTags.length * recordBytes <= TRANSACTION_BUDGET;
+    if (fixedBytes + uniqueTags.length * descriptorBytes > TRANSACTION_BUDGET) {
+      throw new ManifestRecordTooLargeError(
+        `manifest ${manifest.digest} with ${uniqueTags.length} tags does not fit in one DynamoDB transaction`,
+      );
+    }
+
+    const recordFields: Item = inline ? { ...descriptor, content } : descriptor;
+    const names: Record<string, string> = { '#rev': 'rev' };
+    const values: Record<string, unknown> = { ':one': 1 };
+    const assignments = Object.entries(recordFields).map(([name, value]) => {
+      names[`#${name}`] = name;
+      values[`:${name}`] = value;
+      return `#${name} = :${name}`;
+    });
+    const items: TransactItem[] = [
+      {
+        // An Update, not a Put: `rev` counts puts, so deleteManifest can tell a tag was added meanwhile.
+        Update: {
+          TableName: this.table,
+          Key: key(pk, manifestKey(manifest.digest)),
+          UpdateExpression: `SET ${assignments.join(', ')} ADD #rev :one`,
+          ExpressionAttributeNames: names,
+          ExpressionAttributeValues: values,
+        },
+      },
+    ];
+    if (manifest.subject !== undefined) {
+      items.push({
+        Put: {
+          TableName: this.table,
+          Item: { ...key(pk, referrerKey(manifest.subject, manifest.digest)), ...descriptor },
+        },
+      });
+    }
+    const tagFields = tagsCopyContent ? recordFields : descriptor;
+    for (const tag of uniqueTags) {
+      items.push({ Put: { TableName: this.table, Item: { ...key(pk, tagKey(tag)), tag, ...tagFields } } });
+    }
+
+    await this.register(repository);
+    await this.transact(items);
+  }
+
+  /** 1 GetItem. */
+  async getManifest(repository: string, digest: string): Promise<ManifestRecord | undefined> {
+    const item = await this.getItem(repositoryKey(repository), manifestKey(digest));
+    return item === undefined ? undefined : recordFrom(item);
+  }
+
+  /** 1 GetItem: the tag item carries a copy of the record (with the content when it is inline). */
+  async getTag(repository: string, tag: string): Promise<ManifestRecord | undefined> {
+    const item = await this.getItem(repositoryKey(repository), tagKey(tag));
+    return item === undefined ? undefined : recordFrom(item);
+  }
+
+  /**
+   * 3 calls: GetItem of the record, Query of the repository's tags (filtered by digest; one per 1 MB
+   * of tag items), TransactWriteItems deleting the tags still naming the digest, the referrer copy and
+   * the record if its `rev` is unchanged. More than 98 tags take several transactions, tags first, the
+   * record last, so a failure part-way leaves a record with fewer tags, never a dangling tag. A
+   * concurrent put of the manifest (a new tag) or retag makes a condition fail, and the delete starts
+   * over from the current state.
+   */
+  async deleteManifest(repository: string, digest: string): Promise<boolean> {
+    const pk = repositoryKey(repository);
+    for (let attempt = 1; ; attempt++) {
+      const record = await this.getItem(pk, manifestKey(digest));
+      if (record === undefined) return false;
+      const tagKeys = await this.queryAll({
+        KeyConditionExpression: '#pk = :pk AND begins_with(#sk, :prefix)',
+        FilterExpression: '#digest = :digest',
+        ProjectionExpression: '#sk',
+        ExpressionAttributeNames: { '#pk': 'pk', '#sk': 'sk', '#digest': 'digest' },
+        ExpressionAttributeValues: { ':pk': pk, ':prefix': 'tag#', ':digest': digest },
+      });
+      const tagDeletes: TransactItem[] = tagKeys.map((item) => ({
+        Delete: {
+          TableName: this.table,
+          Key: key(pk, text(item.sk)),
+          ConditionExpression: '#digest = :digest',
+          ExpressionAttributeNames: { '#digest': 'digest' },
+          ExpressionAttributeValues: { ':digest': digest },
+        },
+      }));
+      const last: TransactItem[] = [];
+      if (typeof record.subject === 'string') {
+        last.push({ Delete: { TableName: this.table, Key: key(pk, referrerKey(record.subject, digest)) } });
+      }
+      last.push({
+        Delete: {
+          TableName: this.table,
+          Key: key(pk, manifestKey(digest)),
+          ConditionExpression: '#rev = :rev',
+          ExpressionAttributeNames: { '#rev': 'rev' },
+          ExpressionAttributeValues: { ':rev': record.rev },
+        },
+      });
+      try {
+        let rest = tagDeletes;
+        while (rest.length + last.length > MAX_TRANSACTION_ITEMS) {
+          await this.transact(rest.slice(0, MAX_TRANSACTION_ITEMS));
+          rest = rest.slice(MAX_TRANSACTION_ITEMS);
+        }
+        await this.transact([...rest, ...last]);
+        return true;
+      } catch (error) {
+        if (!isConditionFailure(error) || attempt >= DELETE_ATTEMPTS) throw error;
+      }
+    }
+  }
+
+  /** 1 DeleteItem. */
+  deleteTag(repository: string, tag: string): Promise<boolean> {
+    return this.deleteItem(repositoryKey(repository), tagKey(tag));
+  }
+
+  /**
+   * 1 Query (one more per 1 MB of tag items, which carry record copies), asking for limit + 1 tags to
+   * know whether more follow; +1 GetItem of the catalog entry when the page is empty, to tell an
+   * unknown repository from one without tags.
+   */
+  async listTags(repository: string, page: PageRequest): Promise<Page<string> | undefined> {
+    const pk = repositoryKey(repository);
+    const prefix = 'tag#';
+    const range =
+      page.last === undefined
+        ? { condition: 'begins_with(#sk, :from)', values: { ':from': prefix } }
+        : {
+            // Strictly after `last`: "\0" makes the lowest string above it, and "tag$" bounds the tag# keys.
+            condition: '#sk BETWEEN :from AND :to',
+            values: { ':from': `${prefix}${page.last}\u0000`, ':to': prefixEnd(prefix) },
+          };
+    const items = await this.queryAll(
+      {
+        KeyConditionExpression: `#pk = :pk AND ${range.condition}`,
+        ProjectionExpression: '#sk',
+        ExpressionAttributeNames: { '#pk': 'pk', '#sk': 'sk' },
+        ExpressionAttributeValues: { ':pk': pk, ...range.values },
+      },
+      page.limit + 1,
+    );
+    if (items.length === 0 && (await this.getItem(CATALOG, repository)) === undefined) return undefined;
+    const tags = items.map((item) => text(item.sk).slice(prefix.length));
+    return { items: tags.slice(0, page.limit), more: tags.length > page.limit };
+  }
+
+  /** 1 Query (one more per 1 MB of referrer copies). */
+  async listReferrers(repository: string, subject: string): Promise<ManifestRecord[]> {
+    const items = await this.queryAll({
+      KeyConditionExpression: '#pk = :pk AND begins_with(#sk, :prefix)',
+      ExpressionAttributeNames: { '#pk': 'pk', '#sk': 'sk' },
+      ExpressionAttributeValues: { ':pk': repositoryKey(repository), ':prefix': `referrer#${subject}#` },
+    });
+    // The sort key ends with the digest: DynamoDB returns them in digest (byte = code point) order.
+    return items.map(recordFrom);
+  }
+
+  // Catalog.
+
+  /** 1 Query of the catalog partition (one more per 1 MB), asking for limit + 1 names. */
+  async listRepositories(page: PageRequest): Promise<Page<string>> {
+    const after = page.last !== undefined;
+    const items = await this.queryAll(
+      {
+        KeyConditionExpression: after ? '#pk = :pk AND #sk > :last' : '#pk = :pk',
+        ProjectionExpression: '#sk',
+        ExpressionAttributeNames: { '#pk': 'pk', '#sk': 'sk' },
+        ExpressionAttributeValues: after ? { ':pk': CATALOG, ':last': page.last } : { ':pk': CATALOG },
+      },
+      page.limit + 1,
+    );
+    const names = items.map((item) => text(item.sk));
+    return { items: names.slice(0, page.limit), more: names.length > page.limit };
+  }
+
+  /**
+   * Puts the repository in the catalog once per instance: a conditional PutItem that fails harmlessly
+   * when another instance did it first. Concurrent callers in this instance share the one request.
+   */
+  private register(repository: string): Promise<void> {
+    const known = this.registered.get(repository);
+    if (known !== undefined) return known;
+    if (this.registered.size >= REGISTERED_CACHE_LIMIT) this.registered.clear();
+    const pending = this.putCatalogEntry(repository);
+    this.registered.set(repository, pending);
+    // A failed registration is tried again by the next write.
+    void pending.catch(() => this.registered.delete(repository));
+    return pending;
+  }
+
+  private async putCatalogEntry(repository: string): Promise<void> {
+    try {
+      await this.doc.send(
+        new PutCommand({
+          TableName: this.table,
+          Item: { ...key(CATALOG, repository), createdAt: new Date().toISOString() },
+          ConditionExpression: 'attribute_not_exists(#pk)',
+          ExpressionAttributeNames: { '#pk': 'pk' },
+        }),
+      );
+    } catch (error) {
+      if (errorName(error) !== 'ConditionalCheckFailedException') throw error;
+    }
+  }
+
+  // Upload sessions.
+
+  /** 1 PutItem. */
+  async createUpload(session: UploadSession): Promise<void> {
+    await this.doc.send(new PutCommand({ TableName: this.table, Item: uploadItem(session) }));
+  }
+
+  /** 1 GetItem; an expired session reads as unknown even while DynamoDB still holds it. */
+  async getUpload(repository: string, id: string): Promise<UploadSession | undefined> {
+    const item = await this.getItem(repositoryKey(repository), uploadKey(id));
+    if (item === undefined || number(item.expiresMs) < Date.now()) return undefined;
+    const session: UploadSession = {
+      id,
+      repository,
+      offset: number(item.offset),
+      sha256: text(item.sha256),
+      startedAt: text(item.startedAt),
+      expiresAt: text(item.expiresAt),
+    };
+    if (typeof item.hashState === 'string') session.hashState = item.hashState;
+    return session;
+  }
+
+  /** 1 conditional PutItem: a true compare-and-set, across every instance sharing the table. */
+  async updateUpload(session: UploadSession, expectedOffset: number): Promise<boolean> {
+    try {
+      await this.doc.send(
+        new PutCommand({
+          TableName: this.table,
+          Item: uploadItem(session),
+          ConditionExpression: '#offset = :expected AND #expiresMs >= :now',
+          ExpressionAttributeNames: { '#offset': 'offset', '#expiresMs': 'expiresMs' },
+          ExpressionAttributeValues: { ':expected': expectedOffset, ':now': Date.now() },
+        }),
+      );
+      return true;
+    } catch (error) {
+      if (errorName(error) === 'ConditionalCheckFailedException') return false;
+      throw error;
+    }
+  }
+
+  /** 1 DeleteItem. */
+  async deleteUpload(repository: string, id: string): Promise<void> {
+    await this.deleteItem(repositoryKey(repository), uploadKey(id));
+  }
+
+  // Requests.
+
+  private async getItem(pk: string, sk: string): Promise<Item | undefined> {
+    const result = await this.doc.send(
+      new GetCommand({ TableName: this.table, Key: key(pk, sk), ConsistentRead: true }),
+    );
+    const item: Item | undefined = result.Item;
+    return item;
+  }
+
+  /** Deletes an item; false if there was none. A conflict with a running transaction is retried. */
+  private deleteItem(pk: string, sk: string): Promise<boolean> {
+    return retryConflicts(async () => {
+      const result = await this.doc.send(
+        new DeleteCommand({ TableName: this.table, Key: key(pk, sk), ReturnValues: 'ALL_OLD' }),
+      );
+      return result.Attributes !== undefined;
+    });
+  }
+
+  /**
+   * The items a Query matches, in sort key order, following LastEvaluatedKey until `want` items were
+   * collected (or all of them, without `want`). DynamoDB stops a page at 1 MB read, filter or not.
+   */
+  private async queryAll(
+    input: Omit<QueryCommandInput, 'TableName' | 'Limit' | 'ExclusiveStartKey' | 'ConsistentRead'>,
+    want?: number,
+  ): Promise<Item[]> {
+    const items: Item[] = [];
+    let start: Item | undefined;
+    do {
+      const remaining = want === undefined ? undefined : want - items.length;
+      const result = await this.doc.send(
+        new QueryCommand({
+          ...input,
+          TableName: this.table,
+          ConsistentRead: true,
+          // Without a filter every item read is returned, so asking for what is missing is exact.
+          ...(remaining === undefined || input.FilterExpression !== undefined ? {} : { Limit: remaining }),
+          ...(start === undefined ? {} : { ExclusiveStartKey: start }),
+        }),
+      );
+      const page: Item[] = result.Items ?? [];
+      items.push(...page);
+      start = result.LastEvaluatedKey;
+    } while (start !== undefined && (want === undefined || items.length < want));
+    return want === undefined ? items : items.slice(0, want);
+  }
+
+  /** One TransactWriteItems, tried again (with jitter) when it conflicts with a concurrent transaction. */
+  private transact(items: TransactItem[]): Promise<void> {
+    return retryConflicts(async () => {
+      await this.doc.send(new TransactWriteCommand({ TransactItems: items }));
+    });
+  }
+}
+
+/**
+ * Creates the table this store uses (the same schema the CDK stack creates): pk/sk strings, on-demand,
+ * TTL on `ttl`. For tests and local emulation; an existing table with the same keys is accepted.
+ */
+export async function createTable(client: DynamoDBClient, name: string): Promise<void> {
+  const keySchema: KeySchemaElement[] = [
+    { AttributeName: TABLE_KEYS.partitionKey, KeyType: 'HASH' },
+    { AttributeName: TABLE_KEYS.sortKey, KeyType: 'RANGE' },
+  ];
+  try {
+    await client.send(
+      new CreateTableCommand({
+        TableName: name,
+        KeySchema: keySchema,
+        AttributeDefinitions: [
+          { AttributeName: TABLE_KEYS.partitionKey, AttributeType: 'S' },
+          { AttributeName: TABLE_KEYS.sortKey, AttributeType: 'S' },
+        ],
+        BillingMode: 'PAY_PER_REQUEST',
+      }),
+    );
+  } catch (error) {
+    if (errorName(error) !== 'ResourceInUseException') throw error;
+    const { Table: table } = await client.send(new DescribeTableCommand({ TableName: name }));
+    const actual = (table?.KeySchema ?? []).map((k) => `${k.AttributeName ?? ''}:${k.KeyType ?? ''}`);
+    const expected = keySchema.map((k) => `${k.AttributeName ?? ''}:${k.KeyType ?? ''}`);
+    if (actual.join() !== expected.join()) {
+      throw new Error(`table ${name} exists with keys ${actual.join(', ')}, not ${expected.join(', ')}`);
+    }
+  }
+  await waitUntilTableExists({ client, maxWaitTime: 120 }, { TableName: name });
+  const ttl = await client.send(new DescribeTimeToLiveCommand({ TableName: name }));
+  const status = ttl.TimeToLiveDescription?.TimeToLiveStatus;
+  if (status === 'ENABLED' || status === 'ENABLING') {
+    const attribute = ttl.TimeToLiveDescription?.AttributeName;
+    if (attribute !== TABLE_KEYS.ttl)
+      throw new Error(`table ${name} has TTL on ${String(attribute)}, not ttl`);
+    return;
+  }
+  await client.send(
+    new UpdateTimeToLiveCommand({
+      TableName: name,
+      TimeToLiveSpecification: { AttributeName: TABLE_KEYS.ttl, Enabled: true },
+    }),
+  );
+}
+
+// Keys.
+
+function key(pk: string, sk: string): Item {
+  return { [TABLE_KEYS.partitionKey]: pk, [TABLE_KEYS.sortKey]: sk };
+}
+
+const repositoryKey = (repository: string) => `repo#${repository}`;
+const blobKey = (digest: string) => `blob#${digest}`;
+const manifestKey = (digest: string) => `manifest#${digest}`;
+const tagKey = (tag: string) => `tag#${tag}`;
+const referrerKey = (subject: string, digest: string) => `referrer#${subject}#${digest}`;
+const uploadKey = (id: string) => `upload#${id}`;
+
+/** The lowest string above every string that starts with prefix. */
+function prefixEnd(prefix: string): string {
+  return prefix.slice(0, -1) + String.fromCodePoint((prefix.codePointAt(prefix.length - 1) ?? 0) + 1);
+}
+
+// Items.
+
+/** The record's attributes without content; annotations as JSON text (any key, order kept). */
+function descriptorAttributes(record: ManifestRecord): Item {
+  return {
+    digest: record.digest,
+    mediaType: record.mediaType,
+    size: record.size,
+    ...(record.subject === undefined ? {} : { subject: record.subject }),
+    ...(record.artifactType === undefined ? {} : { artifactType: record.artifactType }),
+    ...(record.annotations === undefined ? {} : { annotations: JSON.stringify(record.annotations) }),
+  };
+}
+
+/** A record from a manifest, tag or referrer item. */
+function recordFrom(item: Item): ManifestRecord {
+  const record: ManifestRecord = {
+    digest: text(item.digest),
+    mediaType: text(item.mediaType),
+    size: number(item.size),
+  };
+  if (typeof item.subject === 'string') record.subject = item.subject;
+  if (typeof item.artifactType === 'string') record.artifactType = item.artifactType;
+  if (typeof item.annotations === 'string') {
+    record.annotations = JSON.parse(item.annotations) as Record<string, string>;
+  }
+  if (item.content instanceof Uint8Array) {
+    const content = item.content;
+    record.content =
+      content.constructor === Uint8Array
+        ? content
+        : new Uint8Array(content.buffer, content.byteOffset, content.byteLength);
+  }
+  return record;
+}
+
+function uploadItem(session: UploadSession): Item {
+  const expiresMs = Date.parse(session.expiresAt);
+  return {
+    ...key(repositoryKey(session.repository), uploadKey(session.id)),
+    id: session.id,
+    offset: session.offset,
+    sha256: session.sha256,
+    hashState: session.hashState,
+    startedAt: session.startedAt,
+    expiresAt: session.expiresAt,
+    expiresMs,
+    [TABLE_KEYS.ttl]: Math.ceil(expiresMs / 1000),
+  };
+}
+
+/** About how many bytes DynamoDB counts for these attributes, plus an allowance for keys and names. */
+function estimateBytes(attributes: Item): number {
+  let bytes = ITEM_OVERHEAD;
+  for (const [name, value] of Object.entries(attributes)) {
+    bytes += Buffer.byteLength(name);
+    if (typeof value === 'string') bytes += Buffer.byteLength(value);
+    else if (value instanceof Uint8Array) bytes += value.byteLength;
+    else bytes += 21;
+  }
+  return bytes;
+}
+
+function text(value: unknown): string {
+  if (typeof value !== 'string')
+    throw new Error(`corrupt metadata item: expected a string, got ${typeof value}`);
+  return value;
+}
+
+function number(value: unknown): number {
+  if (typeof value !== 'number')
+    throw new Error(`corrupt metadata item: expected a number, got ${typeof value}`);
+  return value;
+}
+
+// Errors.
+
+function errorName(error: unknown): string | undefined {
+  return error instanceof Error ? error.name : undefined;
+}
+
+function cancellationCodes(error: unknown): string[] {
+  if (errorName(error) !== 'TransactionCanceledException') return [];
+  const reasons = (error as { CancellationReasons?: { Code?: string }[] }).CancellationReasons ?? [];
+  return reasons.map((reason) => reason.Code ?? 'None');
+}
+
+/** A transaction refused because one of its conditions did not hold. */
+function isConditionFailure(error: unknown): boolean {
+  return cancellationCodes(error).includes('ConditionalCheckFailed');
+}
+
+/** A write that lost a race with a concurrent transaction on the same item, and may simply be tried again. */
+function isConflict(error: unknown): boolean {
+  if (errorName(error) === 'TransactionConflictException') return true;
+  const codes = cancellationCodes(error);
+  return codes.includes('TransactionConflict') && !codes.includes('ConditionalCheckFailed');
+}
+
+async function retryConflicts<T>(operation: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await operation();
+    } catch (error) {
+      if (!isConflict(error) || attempt >= CONFLICT_ATTEMPTS) throw error;
+      const delay = Math.random() * 25 * 2 ** attempt;
+      await new Promise((resolve) => setTimeout(resolve, delay));
+    }
+  }
+}
