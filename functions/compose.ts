@@ -27,7 +27,7 @@ export async function composeRegistry(
 ): Promise<Composition> {
   refuseUnimplemented(config, log);
   const storage = await storageDriver(config);
-  const metadata = new StorageBackedMetadataStore(storage);
+  const metadata = await metadataStore(config, storage);
   const registry = new Registry({
     storage,
     metadata,
@@ -38,14 +38,14 @@ export async function composeRegistry(
       redirect: !config.storage.redirect.disable,
       uploadTTLSeconds: Math.round(config.storage.maintenance.uploadPurging.ageMs / 1000),
       // Only local storage can read an unfinished upload back cheaply to re-derive its hash.
-      persistHashState: config.storage.driver.type !== 'filesystem' && config.storage.driver.type !== 'inmemory',
+      persistHashState:
+        config.storage.driver.type !== 'filesystem' && config.storage.driver.type !== 'inmemory',
       ...overrides,
     },
   });
   return { registry, storage, metadata };
 }
 
-// eslint-disable-next-line @typescript-eslint/require-await -- the cloud drivers will be imported here
 async function storageDriver(config: RegistryConfig): Promise<StorageDriver> {
   const driver = config.storage.driver;
   switch (driver.type) {
@@ -53,11 +53,20 @@ async function storageDriver(config: RegistryConfig): Promise<StorageDriver> {
       return new FilesystemDriver(driver.rootDirectory);
     case 'inmemory':
       return new MemoryDriver();
+    case 's3':
+      return (await import('./storage/s3.js')).s3DriverFromParameters(driver.parameters);
     default:
       throw new ConfigError(
-        `storage.${driver.type}: this storage driver is not available in this version; use filesystem or inmemory`,
+        `storage.${driver.type}: this storage driver is not available in this version; use filesystem, inmemory or s3`,
       );
   }
+}
+
+async function metadataStore(config: RegistryConfig, storage: StorageDriver): Promise<MetadataStore> {
+  const metadata = config.metadata;
+  if (metadata.type === 'storage') return new StorageBackedMetadataStore(storage);
+  const { DynamoDbMetadataStore } = await import('./metadata/dynamodb.js');
+  return DynamoDbMetadataStore.fromConfig(metadata);
 }
 
 /**

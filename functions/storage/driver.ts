@@ -26,8 +26,10 @@ export interface StorageDriver {
 
   /**
    * A writer for path. With append false, any earlier content is discarded; with append true, writing
-   * resumes after the content written (and closed) by an earlier writer, possibly in another process.
-   * Content written through a writer is readable at path once the writer is closed or committed.
+   * resumes after the content written (and closed) by an earlier writer, possibly in another process,
+   * and its size counts that content. Content written through a writer is readable at path once the
+   * writer is committed; after close() a driver may keep it unreadable until a later commit (S3 holds
+   * it in an incomplete multipart upload), so callers must not read a file between close and commit.
    */
   writer(path: string, append: boolean): Promise<FileWriter>;
 

@@ -28,6 +28,12 @@ export interface SuiteOptions {
    * false for in-memory drivers); enables the tests that resume a writer from another instance.
    */
   sharedAcrossInstances: boolean;
+  /**
+   * Whether what a writer closed (without committing) is readable at its path before the commit; true
+   * when left out. Only the S3 driver sets it to false: its closed bytes are in an incomplete multipart
+   * upload, which S3 cannot read (they still resume, and writer.size still counts them).
+   */
+  readableWhenClosed?: boolean;
 }
 
 const KiB = 1024;
@@ -338,7 +344,9 @@ export function describeStorageDriver(
           total += part.length;
           expect(writer.size).toBe(total);
           await writer.close();
-          expectBytes(await driver.getContent(path), concat(parts.slice(0, parts.indexOf(part) + 1)));
+          if (options.readableWhenClosed !== false) {
+            expectBytes(await driver.getContent(path), concat(parts.slice(0, parts.indexOf(part) + 1)));
+          }
         }
         const last = await driver.writer(path, true);
         expect(last.size).toBe(total);
