@@ -289,3 +289,22 @@ export function required<T>(value: T | undefined | null, what: string): T {
   if (value === undefined || value === null) throw new Error(`missing ${what}`);
   return value;
 }
+
+/**
+ * A blob GET as clients make it: the registry answers with the bytes, or with a 307 to storage (the
+ * AWS shape) that is followed with the same headers. registry is the registry's own answer, which
+ * must name the digest either way; response is the one carrying the bytes.
+ */
+export async function getBlob(
+  api: Api,
+  repository: string,
+  digest: string,
+  headers: Record<string, string> = {},
+): Promise<{ registry: Response; response: Response }> {
+  const registry = await api.request(`/v2/${repository}/blobs/${digest}`, { headers, redirect: 'manual' });
+  expect(registry.headers.get('docker-content-digest')).toBe(digest);
+  if (registry.status !== 307) return { registry, response: registry };
+  const location = registry.headers.get('location');
+  if (location === null) throw new Error('a 307 without Location');
+  return { registry, response: await fetch(location, { headers }) };
+}
