@@ -4,10 +4,11 @@
  * DynamoDB Local for metadata and a local S3 for blobs, so the registry behaves as deployed.
  *
  * It listens where REGISTRY_HTTP_ADDR says (default 127.0.0.1:5000). LOCAL_AWS_S3 chooses the S3:
- * `fauxqs` (default; fast, from npm, checks no signatures) or `rgw` (a one-node Ceph RGW from Debian
- * packages, which verifies SigV4 and presigned URLs). AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL_DYNAMODB
- * point at services already running instead (LocalStack, or real AWS with AWS_ENDPOINT_URL_* unset
- * and LOCAL_AWS_BUCKET / LOCAL_AWS_TABLE naming existing resources).
+ * `fauxqs` (default; fast, from npm, checks no signatures), `rgw` (a one-node Ceph RGW from Debian
+ * packages, which verifies SigV4 and presigned URLs) or `aws`; LOCAL_AWS_DYNAMODB is `local` (default)
+ * or `aws`. AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL_DYNAMODB point at services already running instead
+ * (LocalStack). Services not started here must already have the bucket and table named by
+ * LOCAL_AWS_BUCKET and LOCAL_AWS_TABLE (default `registry`).
  */
 import { createServer } from 'node:http';
 import { createTable } from '../functions/metadata/dynamodb.js';
@@ -29,7 +30,9 @@ async function main(): Promise<void> {
   const s3 = await s3Service();
   const stopS3 = s3.stop;
   if (stopS3) stops.push(() => stopS3());
-  const dynamodb = process.env.AWS_ENDPOINT_URL_DYNAMODB ? undefined : await startDynamoDbLocal();
+  const external =
+    process.env.AWS_ENDPOINT_URL_DYNAMODB !== undefined || process.env.LOCAL_AWS_DYNAMODB === 'aws';
+  const dynamodb = external ? undefined : await startDynamoDbLocal();
   if (dynamodb) stops.push(() => dynamodb.stop());
   const dynamodbEndpoint = dynamodb?.endpoint ?? process.env.AWS_ENDPOINT_URL_DYNAMODB;
 

@@ -2,7 +2,7 @@
 // a log file, stop it, and find binaries (failing with the Debian package to install, never skipping).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { accessSync, constants, createWriteStream, readFileSync } from 'node:fs';
+import { accessSync, constants, createWriteStream, readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
@@ -271,5 +271,70 @@ export class Timings {
       `e2e timings [${this.suite}]`,
       ...this.entries.map((e) => `  ${e.step.padEnd(width)}  ${(e.ms / 1000).toFixed(1).padStart(6)} s`),
     ].join('\n');
+  }
+}
+
+/** A process as /proc shows it; pid and startTime together identify it (pids are reused). */
+export interface ProcessInfo {
+  pid: number;
+  ppid: number;
+  /** The command name (comm, at most 15 characters). */
+  name: string;
+  /** Start time in clock ticks after boot. */
+  startTime: string;
+}
+
+function readProcess(pid: number): ProcessInfo | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const open = stat.indexOf('(');
+    const close = stat.lastIndexOf(')');
+    // After "pid (comm) ": state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt utime
+    // stime cutime cstime priority nice num_threads itrealvalue starttime ...
+    const fields = stat.slice(close + 2).split(' ');
+    return {
+      pid,
+      ppid: Number(fields[1]),
+      name: stat.slice(open + 1, close),
+      startTime: fields[19] ?? '',
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Every living process descending from `pid` (Linux /proc; empty elsewhere). */
+export function descendantProcesses(pid: number): ProcessInfo[] {
+  let all: ProcessInfo[];
+  try {
+    all = readdirSync('/proc')
+      .filter((name) => /^\d+$/.test(name))
+      .flatMap((name) => readProcess(Number(name)) ?? []);
+  } catch {
+    return [];
+  }
+  const found: ProcessInfo[] = [];
+  const parents = new Set([pid]);
+  for (let grew = true; grew;) {
+    grew = false;
+    for (const info of all) {
+      if (parents.has(info.ppid) && !parents.has(info.pid)) {
+        parents.add(info.pid);
+        found.push(info);
+        grew = true;
+      }
+    }
+  }
+  return found;
+}
+
+/** Whether that very process (same pid and start time) is still running (a zombie counts as gone). */
+export function processAlive(info: ProcessInfo): boolean {
+  const now = readProcess(info.pid);
+  if (now?.startTime !== info.startTime) return false;
+  try {
+    return !/^State:\s+Z/m.test(readFileSync(`/proc/${info.pid}/status`, 'utf8'));
+  } catch {
+    return false;
   }
 }

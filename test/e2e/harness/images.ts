@@ -435,3 +435,71 @@ async function loadOrBuild(): Promise<TestImages> {
     throw err;
   }
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// Images of chosen sizes, for suites that need layers of a given size (e.g. under or over a request limit).
+
+function randomLayer(seed: string, bytes: number): TarEntry[] {
+  return [
+    dir('data'),
+    { path: 'data/random.bin', type: 'file', size: bytes, content: () => pseudoRandom(bytes, seed) },
+  ];
+}
+
+/**
+ * Writes an OCI layout in `root` (which must not exist yet, or be empty) holding one linux image tagged `tag`
+ * whose layers each hold one file of `layerBytes[i]` incompressible pseudo-random bytes, seeded by `name`:
+ * the same name and sizes give the same blobs.
+ */
+export async function writeRandomImage(
+  root: string,
+  name: string,
+  layerBytes: readonly number[],
+  options: { architecture?: string; tag?: string } = {},
+): Promise<ImageInfo> {
+  const architecture = options.architecture ?? 'amd64';
+  const tag = options.tag ?? 'v1';
+  const layout = new LayoutWriter(root);
+  await layout.init();
+  const image = await layout.image(
+    name,
+    architecture,
+    layerBytes.map((bytes, i) => randomLayer(`${name} ${architecture} layer ${i + 1}`, bytes)),
+  );
+  layout.tag(image.manifest, tag);
+  await layout.finish();
+  return { ...image, layout: root, tag };
+}
+
+/**
+ * Writes an OCI layout in `root` holding an OCI index tagged `tag` with one linux image per architecture
+ * (each also tagged by its architecture), whose layers hold pseudo-random bytes as in writeRandomImage.
+ */
+export async function writeRandomIndex(
+  root: string,
+  name: string,
+  architectures: readonly string[],
+  layerBytes: readonly number[],
+  tag = 'v1',
+): Promise<IndexInfo> {
+  const layout = new LayoutWriter(root);
+  await layout.init();
+  const images: ImageInfo[] = [];
+  for (const architecture of architectures) {
+    const image = await layout.image(
+      `${name}-${architecture}`,
+      architecture,
+      layerBytes.map((bytes, i) => randomLayer(`${name} ${architecture} layer ${i + 1}`, bytes)),
+    );
+    layout.tag(image.manifest, architecture);
+    images.push({ ...image, layout: root, tag: architecture });
+  }
+  const index = await layout.json(MEDIA.ociIndex, {
+    schemaVersion: 2,
+    mediaType: MEDIA.ociIndex,
+    manifests: images.map((image) => ({ ...image.manifest, platform: image.platform })),
+  });
+  layout.tag(index, tag);
+  await layout.finish();
+  return { layout: root, tag, index, images };
+}

@@ -2,26 +2,42 @@
 // enabled, behind a recording proxy (see proxy.ts). E2E_REGISTRY selects it:
 //   (unset) or "ours"  -> node dist/registry.mjs  (build it first: npm run build)
 //   "distribution"     -> docker-registry serve config.yml  (CNCF distribution 2.8, Debian docker-registry)
+// RegistryUnderTest.start('local-aws') (not selectable with E2E_REGISTRY) starts the AWS deployment's shape
+// instead: node dist/local-aws.mjs (API Gateway front -> Lambda handler -> S3 + DynamoDB Local), built first
+// with the esbuild command of `npm run local:aws`.
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createGunzip } from 'node:zlib';
 import {
+  descendantProcesses,
   makeTempDir,
+  processAlive,
   removeTempDir,
   requireBinary,
   startDaemon,
   tailText,
   waitFor,
   type Daemon,
+  type ProcessInfo,
 } from './exec.js';
 import { freePort } from '../../support/registry-process.js';
 import { formatExchange, startRecordingProxy, type Exchange, type RecordingProxy } from './proxy.js';
 
-export type RegistryKind = 'ours' | 'distribution';
+export type RegistryKind = 'ours' | 'distribution' | 'local-aws';
+
+export interface StartOptions {
+  /** local-aws only: the S3 it starts (LOCAL_AWS_S3). Default 'rgw', the one that verifies presigned URLs. */
+  s3?: 'rgw' | 'fauxqs';
+  /** local-aws only: how long to wait for it to listen. Default 120 s (Ceph and DynamoDB Local start). */
+  startTimeoutMs?: number;
+}
+
+/** The line dist/local-aws.mjs logs once it serves. */
+export const LOCAL_AWS_LISTENING = '"msg":"local AWS registry listening"';
 
 export const MANIFEST_ACCEPT = [
   'application/vnd.oci.image.manifest.v1+json',
@@ -62,7 +78,17 @@ export class RegistryUnderTest {
     private readonly daemon: Daemon,
     private readonly proxy: RecordingProxy,
     readonly directPort: number,
+    /** local-aws: the processes it had started when it was ready (Ceph daemons, java); otherwise empty. */
+    readonly childProcesses: readonly ProcessInfo[] = [],
   ) {}
+
+  /** local-aws: the child processes still running after stop() (and then killed); otherwise empty. */
+  leftoverProcesses: ProcessInfo[] = [];
+
+  /** The registry's combined stdout and stderr. */
+  get logFile(): string {
+    return this.daemon.logFile;
+  }
 
   /** host:port the clients use (the recording proxy in front of the registry). */
   get host(): string {
@@ -86,7 +112,11 @@ export class RegistryUnderTest {
     return this.proxy.exchanges.slice(mark);
   }
 
-  static async start(kind: RegistryKind = registryKind()): Promise<RegistryUnderTest> {
+  static async start(
+    kind: RegistryKind = registryKind(),
+    options: StartOptions = {},
+  ): Promise<RegistryUnderTest> {
+    if (kind === 'local-aws') return RegistryUnderTest.startLocalAws(options);
     const dir = await makeTempDir(`registry-${kind}`);
     const dataDir = join(dir, 'data');
     const port = await freePort();
@@ -157,6 +187,55 @@ export class RegistryUnderTest {
     return new RegistryUnderTest(kind, dir, dataDir, daemon, proxy, port);
   }
 
+  private static async startLocalAws(options: StartOptions): Promise<RegistryUnderTest> {
+    const kind = 'local-aws';
+    const entry = join(REPO_ROOT, 'dist', 'local-aws.mjs');
+    if (!existsSync(entry)) {
+      throw new Error(
+        `e2e: ${entry} does not exist: build it first (npx esbuild bin/local-aws.ts --bundle --platform=node ` +
+          '--target=node20 --format=esm --packages=external --sourcemap --outfile=dist/local-aws.mjs)',
+      );
+    }
+    const dir = await makeTempDir(kind);
+    const port = await freePort();
+    const addr = `127.0.0.1:${port}`;
+    const logFile = join(dir, 'registry.log');
+    // Only local services: no endpoints, credentials or settings inherited from the environment.
+    const env = Object.fromEntries(
+      Object.entries(process.env).filter(([name]) => !/^(AWS_|LOCAL_AWS_|REGISTRY_)/.test(name)),
+    );
+    const daemon = startDaemon(kind, process.execPath, ['--enable-source-maps', entry], logFile, {
+      ...env,
+      REGISTRY_HTTP_ADDR: addr,
+      LOCAL_AWS_S3: options.s3 ?? 'rgw',
+      REGISTRY_LOG_LEVEL: process.env.E2E_REGISTRY_LOG_LEVEL ?? 'info',
+    });
+    let childProcesses: ProcessInfo[] = [];
+    try {
+      await waitFor(
+        `${entry} to log that it listens on ${addr}`,
+        async () => {
+          if (daemon.exited()) throw new Error('exited');
+          return (await readFile(logFile, 'utf8')).includes(LOCAL_AWS_LISTENING);
+        },
+        options.startTimeoutMs ?? 120_000,
+        async () => `--- ${kind} log (tail) ---\n${await daemon.tail()}`,
+      );
+      childProcesses = descendantProcesses(daemon.child.pid ?? -1);
+      const res = await fetch(`http://${addr}/v2/`, { signal: AbortSignal.timeout(10_000) });
+      await res.arrayBuffer();
+      if (res.status !== 200) throw new Error(`e2e: GET http://${addr}/v2/ answered ${res.status}`);
+    } catch (err) {
+      const started = descendantProcesses(daemon.child.pid ?? -1);
+      await daemon.stop();
+      await stopProcesses(started);
+      await removeTempDir(dir);
+      throw err;
+    }
+    const proxy = await startRecordingProxy(port, join(dir, 'exchanges.log'));
+    return new RegistryUnderTest(kind, dir, join(dir, 'data'), daemon, proxy, port, childProcesses);
+  }
+
   /** The registry's log and the last HTTP exchanges, for failure reports. */
   async diagnostics(lines = 60): Promise<string> {
     const exchanges = this.proxy.exchanges.slice(-lines).map(formatExchange).join('\n');
@@ -169,6 +248,7 @@ export class RegistryUnderTest {
   async stop(): Promise<void> {
     await this.proxy.close();
     await this.daemon.stop();
+    if (this.childProcesses.length > 0) this.leftoverProcesses = await stopProcesses(this.childProcesses);
     await removeTempDir(this.dir);
   }
 
@@ -260,4 +340,24 @@ export class RegistryUnderTest {
       .filter((e) => e.method === 'GET' && e.url.startsWith(`/v2/${repo}/blobs/sha256:`))
       .reduce((sum, e) => sum + e.resBytes, 0);
   }
+}
+
+/**
+ * Waits up to graceMs for processes (that a stopped daemon had started) to exit, then SIGKILLs the ones still
+ * running; returns those.
+ */
+async function stopProcesses(processes: readonly ProcessInfo[], graceMs = 10_000): Promise<ProcessInfo[]> {
+  const deadline = Date.now() + graceMs;
+  while (processes.some(processAlive) && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  const leftovers = processes.filter(processAlive);
+  for (const info of leftovers) {
+    try {
+      process.kill(info.pid, 'SIGKILL');
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return leftovers;
 }
