@@ -36,6 +36,7 @@ export async function composeRegistry(
       deleteEnabled: config.storage.delete.enabled,
       readOnly: config.storage.maintenance.readOnly.enabled,
       redirect: !config.storage.redirect.disable,
+      redirectExpirySeconds: Math.max(1, Math.round(config.storage.redirect.expiryMs / 1000)),
       uploadTTLSeconds: Math.round(config.storage.maintenance.uploadPurging.ageMs / 1000),
       // Only local storage can read an unfinished upload back cheaply to re-derive its hash.
       persistHashState:

@@ -127,8 +127,11 @@ export interface RegistryConfig {
     driver: StorageDriverConfig;
     /** `storage.delete.enabled` */
     delete: { enabled: boolean };
-    /** `storage.redirect.disable` */
-    redirect: { disable: boolean };
+    /**
+     * `storage.redirect.disable`, and `storage.redirect.expiry` (this registry's own: how long the
+     * presigned URLs blob downloads are redirected to stay valid; default 20m).
+     */
+    redirect: { disable: boolean; expiryMs: number };
     maintenance: {
       /** `storage.maintenance.uploadpurging`: enabled, age, interval, dryrun. */
       uploadPurging: { enabled: boolean; ageMs: number; intervalMs: number; dryRun: boolean };
@@ -224,7 +227,13 @@ const schema = object(
           azure: field('azure', optMap(raw())),
           gcs: field('gcs', optMap(raw())),
           delete: field('delete', object({ enabled: field('enabled', bool(false)) })),
-          redirect: field('redirect', object({ disable: field('disable', bool(false)) })),
+          redirect: field(
+            'redirect',
+            object({
+              disable: field('disable', bool(false)),
+              expiryMs: field('expiry', duration(20 * 60_000)),
+            }),
+          ),
           maintenance: field(
             'maintenance',
             object({

@@ -84,6 +84,13 @@ export interface ServerlessRegistryProps {
   readonly memorySize?: number;
 
   /**
+   * How long the presigned S3 URLs that blob downloads are redirected to stay valid. Long enough for
+   * a slow client to start its download; each pull asks for a fresh one.
+   * @default Duration.minutes(20)
+   */
+  readonly redirectExpiry?: Duration;
+
+  /**
    * How long the function's logs and the API's access logs are kept.
    * @default RetentionDays.ONE_MONTH
    */
@@ -176,6 +183,7 @@ export class ServerlessRegistry extends Construct {
         REGISTRY_STORAGE_S3_BUCKET: this.bucket.bucketName,
         REGISTRY_STORAGE_S3_REGION: Stack.of(this).region,
         REGISTRY_STORAGE_DELETE_ENABLED: String(props.deleteEnabled ?? true),
+        REGISTRY_STORAGE_REDIRECT_EXPIRY: `${(props.redirectExpiry ?? Duration.minutes(20)).toSeconds()}s`,
         REGISTRY_METADATA: 'dynamodb',
         REGISTRY_METADATA_DYNAMODB_TABLE: this.table.tableName,
         REGISTRY_LOG_LEVEL: 'info',

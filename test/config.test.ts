@@ -100,7 +100,7 @@ describe('loadConfig with a distribution config file', () => {
     const { config } = await load('version: 0.1\nstorage: inmemory\n');
     expect(config.storage.driver).toEqual({ type: 'inmemory' });
     expect(config.storage.delete.enabled).toBe(false);
-    expect(config.storage.redirect.disable).toBe(false);
+    expect(config.storage.redirect).toEqual({ disable: false, expiryMs: 20 * 60_000 });
     expect(config.storage.maintenance).toEqual({
       uploadPurging: { enabled: true, ageMs: 168 * 3_600_000, intervalMs: 24 * 3_600_000, dryRun: false },
       readOnly: { enabled: false },
@@ -243,6 +243,11 @@ describe('loadConfig environment overrides', () => {
     await expect(loadConfig({ env: { REGISTRY_METADATA: 'dynamodb' } })).rejects.toThrow(
       /metadata\.dynamodb\.table/,
     );
+  });
+
+  it('sets how long redirect URLs stay valid with storage.redirect.expiry', async () => {
+    const { config } = await loadConfig({ env: { REGISTRY_STORAGE_REDIRECT_EXPIRY: '5m' } });
+    expect(config.storage.redirect.expiryMs).toBe(300_000);
   });
 
   it('matches keys case-insensitively and fills list entries by index', async () => {

@@ -105,6 +105,7 @@ describe('the registry stack', () => {
         REGISTRY_STORAGE_S3_BUCKET: { Ref: logicalId(stack.registry.bucket) },
         REGISTRY_STORAGE_S3_REGION: { Ref: 'AWS::Region' },
         REGISTRY_STORAGE_DELETE_ENABLED: 'true',
+        REGISTRY_STORAGE_REDIRECT_EXPIRY: '1200s',
         REGISTRY_METADATA: 'dynamodb',
         REGISTRY_METADATA_DYNAMODB_TABLE: { Ref: logicalId(stack.registry.table) },
         REGISTRY_LOG_LEVEL: 'info',
