@@ -157,7 +157,11 @@ function textual(contentType: string | undefined): boolean {
   return /^text\/|^application\/(json|xml|javascript|x-www-form-urlencoded)$|\+(json|xml)$/.test(type);
 }
 
-function lambdaContext(requestId: string, timeoutMs: number): Context {
+/** What the Node.js runtime passes an async handler, for requestId, with timeoutMs to run. */
+export function lambdaContext(
+  requestId: string = randomUUID(),
+  timeoutMs: number = LIMITS.timeoutMs,
+): Context {
   const deadline = Date.now() + timeoutMs;
   return {
     callbackWaitsForEmptyEventLoop: false,

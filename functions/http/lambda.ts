@@ -1,5 +1,6 @@
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
 import { errorFields, type Logger } from '../log.js';
+import { logRequest } from './access-log.js';
 import type { RequestHandler } from './handler.js';
 
 export interface LambdaAdapterOptions {
@@ -55,10 +56,10 @@ export function errorResult(
 
 /** What the access log says of an event, whatever shape it turns out to have. */
 interface Summary {
-  method: unknown;
+  method: string | undefined;
   path: string | undefined;
-  remote: unknown;
-  userAgent: unknown;
+  remote: string | undefined;
+  userAgent: string | undefined;
 }
 
 async function serve(
@@ -106,14 +107,14 @@ async function serve(
     return result;
   } finally {
     if (options.accessLog) {
-      options.log.info('request', {
+      logRequest(options.log, {
         requestId,
         method: summary.method,
         path: summary.path,
         status: result?.statusCode ?? 500,
         bytesIn,
         bytesOut: result ? bodyBytes(result) : 0,
-        durationMs: Math.round((performance.now() - started) * 10) / 10,
+        started,
         remote: summary.remote,
         userAgent: summary.userAgent,
       });
@@ -305,11 +306,12 @@ function summarize(event: unknown): Summary {
     typeof record.rawPath === 'string'
       ? `${record.rawPath}${typeof record.rawQueryString === 'string' && record.rawQueryString !== '' ? `?${record.rawQueryString}` : ''}`
       : undefined;
+  const text = (value: unknown) => (typeof value === 'string' ? value : undefined);
   return {
-    method: isRecord(http) ? http.method : undefined,
+    method: isRecord(http) ? text(http.method) : undefined,
     path,
-    remote: isRecord(http) ? http.sourceIp : undefined,
-    userAgent: headers['user-agent'] ?? (isRecord(http) ? http.userAgent : undefined),
+    remote: isRecord(http) ? text(http.sourceIp) : undefined,
+    userAgent: text(headers['user-agent']) ?? (isRecord(http) ? text(http.userAgent) : undefined),
   };
 }
 

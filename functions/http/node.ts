@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { errorFields, type Logger } from '../log.js';
+import { logRequest } from './access-log.js';
 import type { RequestHandler } from './handler.js';
 
 export interface NodeAdapterOptions {
@@ -68,7 +69,7 @@ async function serve(
     }
   } finally {
     if (options.accessLog) {
-      options.log.info('request', {
+      logRequest(options.log, {
         requestId,
         method: req.method,
         path: req.url,
@@ -76,7 +77,7 @@ async function serve(
         bytesIn: counter.bytesIn,
         bytesOut:
           res.getHeader('content-length') === undefined ? undefined : Number(res.getHeader('content-length')),
-        durationMs: Math.round((performance.now() - started) * 10) / 10,
+        started,
         remote: req.socket.remoteAddress,
         userAgent: req.headers['user-agent'],
         completed: res.writableFinished,

@@ -2,13 +2,14 @@
  * The Lambda entry point as Lambda runs it: the module imported once per container with REGISTRY_*
  * variables in the environment, then invoked with API Gateway v2 events.
  */
-import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { APIGatewayProxyEventV2, Context } from 'aws-lambda';
+import type { APIGatewayProxyEventV2 } from 'aws-lambda';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { lambdaContext } from '../../bin/local/api-gateway.js';
 
 // The real composition, watched: how many times the handler builds a registry, and with what.
 vi.mock('../../functions/compose.js', async (importOriginal) => {
@@ -37,22 +38,6 @@ function apiEvent(method: string, target: string, body?: Uint8Array): APIGateway
     event.headers['content-length'] = String(body.byteLength);
   }
   return event;
-}
-
-/** What the Node.js runtime passes an async handler (the callback-era done/fail/succeed left out). */
-function lambdaContext(awsRequestId: string = randomUUID()): Context {
-  const context: Omit<Context, 'done' | 'fail' | 'succeed'> = {
-    callbackWaitsForEmptyEventLoop: true,
-    functionName: 'registry',
-    functionVersion: '$LATEST',
-    invokedFunctionArn: 'arn:aws:lambda:eu-west-1:123456789012:function:registry',
-    memoryLimitInMB: '1024',
-    awsRequestId,
-    logGroupName: '/aws/lambda/registry',
-    logStreamName: '2025/03/12/[$LATEST]4f1c0d2e9b7a4c6d8e0f1a2b3c4d5e6f',
-    getRemainingTimeInMillis: () => 29_000,
-  };
-  return context as Context;
 }
 
 describe('Lambda handler', () => {

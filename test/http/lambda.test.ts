@@ -3,10 +3,11 @@
  * event's JSON, over a registry on the memory driver: what goes in (paths, queries, headers, cookies,
  * base64 bodies) reaches the core intact, and what comes out fits what API Gateway expects.
  */
-import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
+import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
 import { beforeEach, describe, expect, it } from 'vitest';
+import { lambdaContext } from '../../bin/local/api-gateway.js';
 import {
   lambdaAdapter,
   type LambdaHandler,
@@ -58,22 +59,6 @@ function apiEvent(method: string, target: string, init: EventInit = {}): APIGate
   }
   if (init.cookies) event.cookies = init.cookies;
   return event;
-}
-
-/** What the Node.js runtime passes an async handler (the callback-era done/fail/succeed left out). */
-function lambdaContext(awsRequestId: string = randomUUID()): Context {
-  const context: Omit<Context, 'done' | 'fail' | 'succeed'> = {
-    callbackWaitsForEmptyEventLoop: true,
-    functionName: 'registry',
-    functionVersion: '$LATEST',
-    invokedFunctionArn: 'arn:aws:lambda:eu-west-1:123456789012:function:registry',
-    memoryLimitInMB: '1024',
-    awsRequestId,
-    logGroupName: '/aws/lambda/registry',
-    logStreamName: '2025/03/12/[$LATEST]4f1c0d2e9b7a4c6d8e0f1a2b3c4d5e6f',
-    getRemainingTimeInMillis: () => 29_000,
-  };
-  return context as Context;
 }
 
 interface LogLine {
