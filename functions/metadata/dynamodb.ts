@@ -47,15 +47,7 @@
  * Expiry: DynamoDB deletes items past their `ttl` late (AWS: within days; DynamoDB Local: never), so
  * expired sessions are filtered on every read and refused by updateUpload's condition.
  */
-import {
-  CreateTableCommand,
-  DescribeTableCommand,
-  DescribeTimeToLiveCommand,
-  DynamoDBClient,
-  UpdateTimeToLiveCommand,
-  waitUntilTableExists,
-  type KeySchemaElement,
-} from '@aws-sdk/client-dynamodb';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import {
   DeleteCommand,
   DynamoDBDocumentClient,
@@ -66,10 +58,30 @@ import {
   type QueryCommandInput,
   type TransactWriteCommandInput,
 } from '@aws-sdk/lib-dynamodb';
+import {
+  blobKey,
+  descriptorAttributes,
+  errorName,
+  estimateBytes,
+  isConditionFailure,
+  key,
+  manifestKey,
+  number,
+  prefixEnd,
+  recordFrom,
+  referrerKey,
+  repositoryKey,
+  retryConflicts,
+  tagKey,
+  text,
+  uploadItem,
+  uploadKey,
+  type Item,
+} from './dynamodb-table.js';
 import type { BlobLink, ManifestRecord, MetadataStore, Page, PageRequest, UploadSession } from './store.js';
 
-/** The table's key and TTL attributes: the contract with the infrastructure that creates the table. */
-export const TABLE_KEYS = { partitionKey: 'pk', sortKey: 'sk', ttl: 'ttl' } as const;
+// The table's schema and its creation live beside the item codec; importers find them here too.
+export { createTable, TABLE_KEYS } from './dynamodb-table.js';
 
 /** Manifests of at most this many bytes are kept inline in their record (and tag copies). */
 export const INLINE_CONTENT_LIMIT = 64 * 1024;
@@ -79,11 +91,7 @@ const MAX_TRANSACTION_ITEMS = 100;
 /** Budgets below DynamoDB's limits (400 KB per item, 4 MB per transaction), leaving room for keys and names. */
 const ITEM_BUDGET = 380 * 1024;
 const TRANSACTION_BUDGET = 3_900 * 1024;
-/** Per-item allowance for key values, attribute names and type overhead in the size estimates. */
-const ITEM_OVERHEAD = 1024;
 
-/** How often an operation is tried when concurrent transactions on the same items conflict. */
-const CONFLICT_ATTEMPTS = 6;
 /** How often deleteManifest starts over when a concurrent put or retag changed what it was deleting. */
 const DELETE_ATTEMPTS = 8;
 /** Repositories an instance remembers as registered in the catalog, before it starts afresh. */
@@ -96,7 +104,6 @@ export class ManifestRecordTooLargeError extends Error {
   override name = 'ManifestRecordTooLargeError';
 }
 
-type Item = Record<string, unknown>;
 type TransactItem = NonNullable<TransactWriteCommandInput['TransactItems']>[number];
 
 export class DynamoDbMetadataStore implements MetadataStore {
@@ -495,181 +502,5 @@ export class DynamoDbMetadataStore implements MetadataStore {
     return retryConflicts(async () => {
       await this.doc.send(new TransactWriteCommand({ TransactItems: items }));
     });
-  }
-}
-
-/**
- * Creates the table this store uses (the same schema the CDK stack creates): pk/sk strings, on-demand,
- * TTL on `ttl`. For tests and local emulation; an existing table with the same keys is accepted.
- */
-export async function createTable(client: DynamoDBClient, name: string): Promise<void> {
-  const keySchema: KeySchemaElement[] = [
-    { AttributeName: TABLE_KEYS.partitionKey, KeyType: 'HASH' },
-    { AttributeName: TABLE_KEYS.sortKey, KeyType: 'RANGE' },
-  ];
-  try {
-    await client.send(
-      new CreateTableCommand({
-        TableName: name,
-        KeySchema: keySchema,
-        AttributeDefinitions: [
-          { AttributeName: TABLE_KEYS.partitionKey, AttributeType: 'S' },
-          { AttributeName: TABLE_KEYS.sortKey, AttributeType: 'S' },
-        ],
-        BillingMode: 'PAY_PER_REQUEST',
-      }),
-    );
-  } catch (error) {
-    if (errorName(error) !== 'ResourceInUseException') throw error;
-    const { Table: table } = await client.send(new DescribeTableCommand({ TableName: name }));
-    const actual = (table?.KeySchema ?? []).map((k) => `${k.AttributeName ?? ''}:${k.KeyType ?? ''}`);
-    const expected = keySchema.map((k) => `${k.AttributeName ?? ''}:${k.KeyType ?? ''}`);
-    if (actual.join() !== expected.join()) {
-      throw new Error(`table ${name} exists with keys ${actual.join(', ')}, not ${expected.join(', ')}`);
-    }
-  }
-  await waitUntilTableExists({ client, maxWaitTime: 120 }, { TableName: name });
-  const ttl = await client.send(new DescribeTimeToLiveCommand({ TableName: name }));
-  const status = ttl.TimeToLiveDescription?.TimeToLiveStatus;
-  if (status === 'ENABLED' || status === 'ENABLING') {
-    const attribute = ttl.TimeToLiveDescription?.AttributeName;
-    if (attribute !== TABLE_KEYS.ttl)
-      throw new Error(`table ${name} has TTL on ${String(attribute)}, not ttl`);
-    return;
-  }
-  await client.send(
-    new UpdateTimeToLiveCommand({
-      TableName: name,
-      TimeToLiveSpecification: { AttributeName: TABLE_KEYS.ttl, Enabled: true },
-    }),
-  );
-}
-
-// Keys.
-
-function key(pk: string, sk: string): Item {
-  return { [TABLE_KEYS.partitionKey]: pk, [TABLE_KEYS.sortKey]: sk };
-}
-
-const repositoryKey = (repository: string) => `repo#${repository}`;
-const blobKey = (digest: string) => `blob#${digest}`;
-const manifestKey = (digest: string) => `manifest#${digest}`;
-const tagKey = (tag: string) => `tag#${tag}`;
-const referrerKey = (subject: string, digest: string) => `referrer#${subject}#${digest}`;
-const uploadKey = (id: string) => `upload#${id}`;
-
-/** The lowest string above every string that starts with prefix. */
-function prefixEnd(prefix: string): string {
-  return prefix.slice(0, -1) + String.fromCodePoint((prefix.codePointAt(prefix.length - 1) ?? 0) + 1);
-}
-
-// Items.
-
-/** The record's attributes without content; annotations as JSON text (any key, order kept). */
-function descriptorAttributes(record: ManifestRecord): Item {
-  return {
-    digest: record.digest,
-    mediaType: record.mediaType,
-    size: record.size,
-    ...(record.subject === undefined ? {} : { subject: record.subject }),
-    ...(record.artifactType === undefined ? {} : { artifactType: record.artifactType }),
-    ...(record.annotations === undefined ? {} : { annotations: JSON.stringify(record.annotations) }),
-  };
-}
-
-/** A record from a manifest, tag or referrer item. */
-function recordFrom(item: Item): ManifestRecord {
-  const record: ManifestRecord = {
-    digest: text(item.digest),
-    mediaType: text(item.mediaType),
-    size: number(item.size),
-  };
-  if (typeof item.subject === 'string') record.subject = item.subject;
-  if (typeof item.artifactType === 'string') record.artifactType = item.artifactType;
-  if (typeof item.annotations === 'string') {
-    record.annotations = JSON.parse(item.annotations) as Record<string, string>;
-  }
-  if (item.content instanceof Uint8Array) {
-    const content = item.content;
-    record.content =
-      content.constructor === Uint8Array
-        ? content
-        : new Uint8Array(content.buffer, content.byteOffset, content.byteLength);
-  }
-  return record;
-}
-
-function uploadItem(session: UploadSession): Item {
-  const expiresMs = Date.parse(session.expiresAt);
-  return {
-    ...key(repositoryKey(session.repository), uploadKey(session.id)),
-    id: session.id,
-    offset: session.offset,
-    sha256: session.sha256,
-    hashState: session.hashState,
-    startedAt: session.startedAt,
-    expiresAt: session.expiresAt,
-    expiresMs,
-    [TABLE_KEYS.ttl]: Math.ceil(expiresMs / 1000),
-  };
-}
-
-/** About how many bytes DynamoDB counts for these attributes, plus an allowance for keys and names. */
-function estimateBytes(attributes: Item): number {
-  let bytes = ITEM_OVERHEAD;
-  for (const [name, value] of Object.entries(attributes)) {
-    bytes += Buffer.byteLength(name);
-    if (typeof value === 'string') bytes += Buffer.byteLength(value);
-    else if (value instanceof Uint8Array) bytes += value.byteLength;
-    else bytes += 21;
-  }
-  return bytes;
-}
-
-function text(value: unknown): string {
-  if (typeof value !== 'string')
-    throw new Error(`corrupt metadata item: expected a string, got ${typeof value}`);
-  return value;
-}
-
-function number(value: unknown): number {
-  if (typeof value !== 'number')
-    throw new Error(`corrupt metadata item: expected a number, got ${typeof value}`);
-  return value;
-}
-
-// Errors.
-
-function errorName(error: unknown): string | undefined {
-  return error instanceof Error ? error.name : undefined;
-}
-
-function cancellationCodes(error: unknown): string[] {
-  if (errorName(error) !== 'TransactionCanceledException') return [];
-  const reasons = (error as { CancellationReasons?: { Code?: string }[] }).CancellationReasons ?? [];
-  return reasons.map((reason) => reason.Code ?? 'None');
-}
-
-/** A transaction refused because one of its conditions did not hold. */
-function isConditionFailure(error: unknown): boolean {
-  return cancellationCodes(error).includes('ConditionalCheckFailed');
-}
-
-/** A write that lost a race with a concurrent transaction on the same item, and may simply be tried again. */
-function isConflict(error: unknown): boolean {
-  if (errorName(error) === 'TransactionConflictException') return true;
-  const codes = cancellationCodes(error);
-  return codes.includes('TransactionConflict') && !codes.includes('ConditionalCheckFailed');
-}
-
-async function retryConflicts<T>(operation: () => Promise<T>): Promise<T> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await operation();
-    } catch (error) {
-      if (!isConflict(error) || attempt >= CONFLICT_ATTEMPTS) throw error;
-      const delay = Math.random() * 25 * 2 ** attempt;
-      await new Promise((resolve) => setTimeout(resolve, delay));
-    }
   }
 }
