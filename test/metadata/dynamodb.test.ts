@@ -14,9 +14,9 @@ import {
   ManifestRecordTooLargeError,
   TABLE_KEYS,
 } from '../../functions/metadata/dynamodb.js';
-import type { ManifestRecord, UploadSession } from '../../functions/metadata/store.js';
+import type { ManifestRecord } from '../../functions/metadata/store.js';
 import { startDynamoDbLocal, type DynamoDbLocal } from '../../bin/local/dynamodb-local.js';
-import { describeMetadataStore } from './store-suite.js';
+import { describeMetadataStore, uploadSession } from './store-suite.js';
 
 let local: DynamoDbLocal | undefined;
 
@@ -62,19 +62,6 @@ function manifestWithContent(bytes: number, fields: Partial<ManifestRecord> = {}
   const content = new Uint8Array(bytes);
   content.set(randomBytes(Math.min(bytes, 32)));
   return { digest: digestOf(content), mediaType: IMAGE_MANIFEST, size: bytes, content, ...fields };
-}
-
-function uploadSession(repository: string, fields: Partial<UploadSession> = {}): UploadSession {
-  const now = Date.now();
-  return {
-    id: randomUUID(),
-    repository,
-    offset: 0,
-    sha256: 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855',
-    startedAt: new Date(now).toISOString(),
-    expiresAt: new Date(now + 3_600_000).toISOString(),
-    ...fields,
-  };
 }
 
 /** Counts the DynamoDB requests a client sends, by command name. */

@@ -44,7 +44,8 @@ function compareCodePoints(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
-function uploadSession(repository: string, fields: Partial<UploadSession> = {}): UploadSession {
+/** A fresh, empty upload session of repository, expiring in an hour; fields override. */
+export function uploadSession(repository: string, fields: Partial<UploadSession> = {}): UploadSession {
   const now = Date.now();
   return {
     id: randomUUID(),
