@@ -168,7 +168,7 @@ export function errorName(error: unknown): string | undefined {
   return error instanceof Error ? error.name : undefined;
 }
 
-export function cancellationCodes(error: unknown): string[] {
+function cancellationCodes(error: unknown): string[] {
   if (errorName(error) !== 'TransactionCanceledException') return [];
   const reasons = (error as { CancellationReasons?: { Code?: string }[] }).CancellationReasons ?? [];
   return reasons.map((reason) => reason.Code ?? 'None');
@@ -180,7 +180,7 @@ export function isConditionFailure(error: unknown): boolean {
 }
 
 /** A write that lost a race with a concurrent transaction on the same item, and may simply be tried again. */
-export function isConflict(error: unknown): boolean {
+function isConflict(error: unknown): boolean {
   if (errorName(error) === 'TransactionConflictException') return true;
   const codes = cancellationCodes(error);
   return codes.includes('TransactionConflict') && !codes.includes('ConditionalCheckFailed');

@@ -4,7 +4,7 @@ import { RegistryError } from './errors.js';
 const NAME = /^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$/;
 const TAG = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
 /** distribution's limit on a repository name, so that names fit storage keys everywhere. */
-export const MAX_NAME_LENGTH = 255;
+const MAX_NAME_LENGTH = 255;
 
 export function checkRepositoryName(name: string): void {
   if (name.length > MAX_NAME_LENGTH) {

@@ -190,7 +190,7 @@ function isCount(value: number): boolean {
 }
 
 /** error itself if it is a StorageError, otherwise a StorageError of driver that names where and carries it as cause. */
-export function toStorageError(driver: string, where: string, error: unknown): StorageError {
+function toStorageError(driver: string, where: string, error: unknown): StorageError {
   if (error instanceof StorageError) return error;
   const message = error instanceof Error ? error.message : String(error);
   return new StorageError(driver, `${where}: ${message}`, { cause: error });
