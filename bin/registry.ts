@@ -6,6 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import { createServer as createHttpServer, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
+import { createSecureContext, type SecureContextOptions, type TlsOptions } from 'node:tls';
 import { composeRegistry } from '../functions/compose.js';
 import { ConfigError, loadConfig, type RegistryConfig } from '../functions/config.js';
 import { nodeListener } from '../functions/http/node.js';
@@ -41,8 +42,14 @@ async function main(argv: string[]): Promise<void> {
 
   const log = jsonLogger(config.log.level, config.log.fields);
   for (const warning of warnings) log.warn(warning);
-  const { registry } = await composeRegistry(config, log);
-  const listener = nodeListener(registry, {
+  const { handler } = await composeRegistry(config, log);
+  if (config.auth && !config.http.tls) {
+    log.warn(
+      'auth is configured without http.tls: passwords and tokens cross the network in clear text unless a ' +
+        'TLS proxy in front terminates HTTPS',
+    );
+  }
+  const listener = nodeListener(handler, {
     log,
     accessLog: !config.log.accessLog.disabled,
     headers: config.http.headers,
@@ -67,7 +74,11 @@ async function main(argv: string[]): Promise<void> {
   handleShutdown(server, log, config.http.drainTimeoutMs || DEFAULT_DRAIN_MS);
 }
 
-async function tlsOptions(config: RegistryConfig): Promise<{ cert: Buffer; key: Buffer; ca?: Buffer[] }> {
+/**
+ * The HTTPS server's options from http.tls, checked now so that an unreadable file, a key that is
+ * not the certificate's, or a bad client CA stops the start with a message naming the key.
+ */
+async function tlsOptions(config: RegistryConfig): Promise<SecureContextOptions & TlsOptions> {
   const tls = config.http.tls;
   if (!tls) throw new Error('unreachable: no TLS configuration');
   const read = async (key: string, path: string) => {
@@ -77,14 +88,34 @@ async function tlsOptions(config: RegistryConfig): Promise<{ cert: Buffer; key: 
       throw new ConfigError(`${key}: cannot read ${path}: ${(error as Error).message}`);
     }
   };
-  return {
-    cert: await read('http.tls.certificate', tls.certificate),
-    key: await read('http.tls.key', tls.key),
-    ...(tls.clientCas.length > 0
-      ? { ca: await Promise.all(tls.clientCas.map((path) => read('http.tls.clientcas', path))) }
-      : {}),
+  const cert = await read('http.tls.certificate', tls.certificate);
+  const key = await read('http.tls.key', tls.key);
+  const ca = await Promise.all(tls.clientCas.map((path) => read('http.tls.clientcas', path)));
+  const options = {
+    cert,
+    key,
+    minVersion: MIN_VERSION[tls.minimumTls],
+    // With client CAs, every client must present a certificate one of them signed (mutual TLS).
+    ...(ca.length > 0 ? { ca, requestCert: true, rejectUnauthorized: true } : {}),
   };
+  try {
+    createSecureContext(options);
+  } catch (error) {
+    const reason = (error as Error).message;
+    const hint = /key values mismatch/i.test(reason)
+      ? 'http.tls.key is not the private key of http.tls.certificate'
+      : 'http.tls.certificate, key or clientcas is not valid PEM';
+    throw new ConfigError(`${hint} (${reason})`);
+  }
+  return options;
 }
+
+const MIN_VERSION = {
+  'tls1.0': 'TLSv1',
+  'tls1.1': 'TLSv1.1',
+  'tls1.2': 'TLSv1.2',
+  'tls1.3': 'TLSv1.3',
+} as const;
 
 function listen(server: Server, config: RegistryConfig): Promise<void> {
   return new Promise((resolve, reject) => {

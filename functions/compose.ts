@@ -1,4 +1,23 @@
+import { type Authorizer, OPEN_ACCESS } from './auth/access.js';
+import { BasicAuthorizer, BearerAuthorizer } from './auth/authorizers.js';
+import { Logins } from './auth/credentials.js';
+import { PasswordFile } from './auth/htpasswd.js';
+import { AccessPolicy } from './auth/policy.js';
+import { LoginThrottle } from './auth/throttle.js';
+import { TokenEndpoint } from './auth/token-endpoint.js';
+import {
+  certificateKeys,
+  DEFAULT_ALGORITHMS,
+  jwksUrl,
+  parseJwks,
+  SigningKey,
+  TokenError,
+  TokenIssuer,
+  TokenVerifier,
+  type VerifierKeys,
+} from './auth/tokens.js';
 import { ConfigError, type RegistryConfig } from './config.js';
+import type { RequestHandler } from './http/handler.js';
 import type { Logger } from './log.js';
 import { StorageBackedMetadataStore } from './metadata/storage-backed.js';
 import type { MetadataStore } from './metadata/store.js';
@@ -7,9 +26,12 @@ import { Registry } from './registry/registry.js';
 import type { StorageDriver } from './storage/driver.js';
 import { FilesystemDriver } from './storage/filesystem.js';
 import { MemoryDriver } from './storage/memory.js';
+import { readSecret } from './secrets.js';
 
 /** The one place where configuration becomes concrete parts. */
 export interface Composition {
+  /** What runtime adapters serve: the registry, behind the token endpoint when there is one. */
+  handler: RequestHandler;
   registry: Registry;
   storage: StorageDriver;
   metadata: MetadataStore;
@@ -28,10 +50,12 @@ export async function composeRegistry(
   refuseUnimplemented(config, log);
   const storage = await storageDriver(config);
   const metadata = await metadataStore(config, storage);
+  const { authorizer, tokenEndpoint } = await authentication(config);
   const registry = new Registry({
     storage,
     metadata,
     log,
+    authorizer,
     options: {
       deleteEnabled: config.storage.delete.enabled,
       readOnly: config.storage.maintenance.readOnly.enabled,
@@ -44,7 +68,99 @@ export async function composeRegistry(
       ...overrides,
     },
   });
-  return { registry, storage, metadata };
+  const handler: RequestHandler = tokenEndpoint
+    ? {
+        handle: (request, client = {}) =>
+          tokenEndpoint.matches(new URL(request.url))
+            ? tokenEndpoint.handle(request, client)
+            : registry.handle(request, client),
+      }
+    : registry;
+  return { handler, registry, storage, metadata };
+}
+
+/** The authorizer the auth and access sections describe, and the built-in token endpoint if configured. */
+async function authentication(
+  config: RegistryConfig,
+): Promise<{ authorizer: Authorizer; tokenEndpoint?: TokenEndpoint }> {
+  const auth = config.auth;
+  if (!auth) {
+    if (config.access) throw new ConfigError('access: access rules need authentication; configure auth too');
+    return { authorizer: OPEN_ACCESS };
+  }
+  const policy = new AccessPolicy(config.access);
+  if (auth.type === 'htpasswd') {
+    const logins = await loginsFrom('auth.htpasswd.path', auth.path);
+    return { authorizer: new BasicAuthorizer(auth.realm, logins, policy) };
+  }
+  const verify = {
+    issuer: auth.issuer,
+    service: auth.service,
+    algorithms: auth.signingAlgorithms.length > 0 ? auth.signingAlgorithms : DEFAULT_ALGORITHMS,
+  };
+  const keys: VerifierKeys = { keys: [] };
+  if (auth.rootCertBundle !== undefined) {
+    const pem = await readSecret('auth.token.rootcertbundle', auth.rootCertBundle);
+    keys.keys.push(
+      ...tokenConfig('auth.token.rootcertbundle', () => certificateKeys(pem, auth.rootCertBundle ?? '')),
+    );
+  }
+  if (auth.jwks !== undefined) {
+    const jwks = auth.jwks;
+    if (/^https?:\/\//.test(jwks)) keys.jwksUrl = tokenConfig('auth.token.jwks', () => jwksUrl(jwks));
+    else {
+      const text = await readSecret('auth.token.jwks', jwks);
+      keys.jwks = tokenConfig('auth.token.jwks', () => parseJwks(text));
+    }
+  }
+  let tokenEndpoint: TokenEndpoint | undefined;
+  if (auth.signingKey !== undefined && auth.htpasswd !== undefined) {
+    const pem = await readSecret('auth.token.signingkey', auth.signingKey);
+    const key = await SigningKey.fromPem(pem, 'auth.token.signingkey').catch((error: unknown) => {
+      throw error instanceof TokenError ? new ConfigError(error.message) : error;
+    });
+    const issuer = new TokenIssuer({
+      key,
+      issuer: auth.issuer,
+      service: auth.service,
+      lifetimeSeconds: Math.round(auth.expirationMs / 1000),
+      refreshLifetimeSeconds: Math.round(auth.refreshExpirationMs / 1000),
+    });
+    keys.keys.push(key.publicKey);
+    if (!verify.algorithms.includes(key.algorithm)) verify.algorithms = [...verify.algorithms, key.algorithm];
+    const logins = await loginsFrom('auth.token.htpasswd', auth.htpasswd);
+    const path = new URL(auth.realm, 'http://registry.invalid').pathname;
+    if (path.startsWith('/v2/') || path === '/v2') {
+      throw new ConfigError(`auth.token.realm: the token endpoint cannot be under /v2/ (got ${path})`);
+    }
+    tokenEndpoint = new TokenEndpoint(
+      { path, service: auth.service, realm: auth.service },
+      issuer,
+      logins,
+      policy,
+    );
+  }
+  const verifier = new TokenVerifier(verify, keys);
+  const bearer = { realm: auth.realm, service: auth.service, externalUrl: config.http.host };
+  return {
+    authorizer: new BearerAuthorizer(bearer, verifier, policy),
+    ...(tokenEndpoint ? { tokenEndpoint } : {}),
+  };
+}
+
+async function loginsFrom(key: string, reference: string): Promise<Logins> {
+  const text = await readSecret(key, reference);
+  const users = tokenConfig(key, () => new PasswordFile(text, reference));
+  return new Logins(users, new LoginThrottle());
+}
+
+/** Runs a parser of configured key material, turning what it refuses into a ConfigError naming the key. */
+function tokenConfig<T>(key: string, parse: () => T): T {
+  try {
+    return parse();
+  } catch (error) {
+    throw new ConfigError(`${key}: ${(error as Error).message}`);
+  }
 }
 
 async function storageDriver(config: RegistryConfig): Promise<StorageDriver> {
@@ -70,16 +186,10 @@ async function metadataStore(config: RegistryConfig, storage: StorageDriver): Pr
   return DynamoDbMetadataStore.fromConfig(metadata);
 }
 
-/**
- * Configured features this version does not implement yet. Authentication is refused outright: starting
- * anyway would open to anonymous pushes a registry its operator meant to protect.
- */
+/** Configured features this version does not implement yet. */
 function refuseUnimplemented(config: RegistryConfig, log: Logger): void {
-  if (config.auth) {
-    throw new ConfigError(
-      `auth.${config.auth.type}: authentication is not implemented in this version, and the registry will not ` +
-        'start unprotected when its configuration asks for protection; remove the auth section to run without it',
-    );
+  if (config.auth?.type === 'token' && config.auth.autoRedirect) {
+    log.warn('auth.token.autoredirect: not supported; the realm is used as configured');
   }
   if (config.notifications.endpoints.some((endpoint) => !endpoint.disabled)) {
     log.warn('notifications.endpoints: notifications are not sent by this version (ignored)');

@@ -10,6 +10,7 @@
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { parseDocument } from 'yaml';
+import { type AccessPolicyConfig, POLICY_ACTIONS } from './auth/policy.js';
 import type { Context, Infer } from './config-schema.js';
 import {
   ConfigError,
@@ -71,15 +72,29 @@ export type AuthConfig =
   | { type: 'htpasswd'; realm: string; path: string }
   | {
       type: 'token';
+      /** Where clients get tokens: an absolute URL, or a path on this registry for the built-in issuer. */
       realm: string;
       service: string;
       issuer: string;
+      /** Certificates whose keys sign tokens of an external issuer (a file, or a Secrets Manager ARN). */
       rootCertBundle: string | undefined; // rootcertbundle
+      /** A JWKS of an external issuer: a file, a Secrets Manager ARN, or an https URL. */
       jwks: string | undefined;
       autoRedirect: boolean; // autoredirect
       autoRedirectPath: string; // autoredirectpath
       signingAlgorithms: string[]; // signingalgorithms
+      /** This registry's own: the built-in issuer's private key (PEM), which turns the token endpoint on. */
+      signingKey: string | undefined; // signingkey
+      /** The built-in issuer's users, an htpasswd file (or a Secrets Manager ARN holding one). */
+      htpasswd: string | undefined;
+      /** Lifetime of the access tokens the built-in issuer signs (default 5 minutes). */
+      expirationMs: number; // expiration
+      /** Lifetime of its refresh tokens, what `docker login` keeps (default 30 days). */
+      refreshExpirationMs: number; // refreshexpiration
     };
+
+/** `access`, this registry's own: per-repository access control for htpasswd and the built-in token issuer. */
+export type AccessConfig = AccessPolicyConfig;
 
 /** `notifications.endpoints[]`. */
 export interface NotificationEndpoint {
@@ -141,6 +156,8 @@ export interface RegistryConfig {
   };
   metadata: MetadataConfig;
   auth: AuthConfig | undefined;
+  /** Undefined: every authenticated user may do everything, and anonymous requests nothing. */
+  access: AccessConfig | undefined;
   notifications: {
     /** `notifications.events.includereferences` */
     events: { includeReferences: boolean };
@@ -296,6 +313,10 @@ const schema = object(
               autoRedirect: field('autoredirect', bool()),
               autoRedirectPath: field('autoredirectpath', str('/auth/token')),
               signingAlgorithms: field('signingalgorithms', strings()),
+              signingKey: field('signingkey', optStr()),
+              htpasswd: field('htpasswd', optStr()),
+              expirationMs: field('expiration', duration(5 * 60_000)),
+              refreshExpirationMs: field('refreshexpiration', duration(30 * 24 * 3_600_000)),
             }),
           ),
         },
@@ -304,6 +325,24 @@ const schema = object(
           variants: { noun: 'authentication type', keys: ['htpasswd', 'token'], required: false },
         },
       ),
+    ),
+    access: field(
+      'access',
+      optObject({
+        groups: field('groups', map(strings())),
+        rules: field(
+          'rules',
+          list(
+            object({
+              repositories: field('repositories', strings()),
+              users: field('users', strings()),
+              groups: field('groups', strings()),
+              anonymous: field('anonymous', bool()),
+              actions: field('actions', strings()),
+            }),
+          ),
+        ),
+      }),
     ),
     notifications: field(
       'notifications',
@@ -432,6 +471,7 @@ function resolveConfig(d: Decoded, ctx: Context): RegistryConfig {
     },
     metadata: d.metadata.dynamodb ? { type: 'dynamodb', ...d.metadata.dynamodb } : { type: 'storage' },
     auth: resolveAuth(d.auth, ctx),
+    access: resolveAccess(d.access, ctx),
     notifications: {
       events: d.notifications.events,
       // distribution's notification defaults apply to unset (zero) values.
@@ -459,13 +499,68 @@ function resolveTls(tls: Decoded['http']['tls'], ctx: Context): TlsConfig | unde
 
 function resolveAuth(auth: Decoded['auth'], ctx: Context): AuthConfig | undefined {
   if (auth.htpasswd) return { type: 'htpasswd', ...auth.htpasswd };
-  if (auth.token) {
-    if (auth.token.rootCertBundle === undefined && auth.token.jwks === undefined) {
-      throw configError(ctx, 'auth.token: rootcertbundle or jwks is required (the token signing keys)');
-    }
-    return { type: 'token', ...auth.token };
+  const token = auth.token;
+  if (!token) return undefined;
+  if (token.rootCertBundle === undefined && token.jwks === undefined && token.signingKey === undefined) {
+    throw configError(
+      ctx,
+      'auth.token: the keys that sign tokens are required: rootcertbundle or jwks (an external issuer), ' +
+        'or signingkey (the built-in token endpoint)',
+    );
   }
-  return undefined;
+  if (token.signingKey !== undefined && token.htpasswd === undefined) {
+    throw configError(ctx, 'auth.token.htpasswd: the built-in token endpoint (signingkey) needs its users');
+  }
+  if (token.signingKey === undefined && token.htpasswd !== undefined) {
+    throw configError(
+      ctx,
+      'auth.token.htpasswd: users are only for the built-in token endpoint; set signingkey too',
+    );
+  }
+  if (!URL.canParse(token.realm) && !(token.signingKey !== undefined && token.realm.startsWith('/'))) {
+    throw configError(
+      ctx,
+      `auth.token.realm: expected an absolute URL${token.signingKey === undefined ? '' : ' or a path on this registry'}, ` +
+        `got ${JSON.stringify(token.realm)}`,
+    );
+  }
+  if (token.expirationMs < 1000 || token.refreshExpirationMs < token.expirationMs) {
+    throw configError(
+      ctx,
+      'auth.token: expiration must be at least 1s, and refreshexpiration at least expiration',
+    );
+  }
+  return { type: 'token', ...token };
+}
+
+function resolveAccess(access: Decoded['access'], ctx: Context): AccessConfig | undefined {
+  if (access === undefined) return undefined;
+  access.rules.forEach((rule, index) => {
+    const where = `access.rules[${index}]`;
+    const unknown = rule.actions.filter((action) => !(POLICY_ACTIONS as readonly string[]).includes(action));
+    if (unknown.length > 0) {
+      throw configError(
+        ctx,
+        `${where}.actions: unknown ${unknown.join(', ')}; use ${POLICY_ACTIONS.join(', ')}`,
+      );
+    }
+    if (rule.actions.length === 0) throw configError(ctx, `${where}.actions: no action granted`);
+    if (!rule.anonymous && rule.users.length === 0 && rule.groups.length === 0) {
+      throw configError(ctx, `${where}: name users, groups, or anonymous: true`);
+    }
+    const repositoryActions = rule.actions.some((action) => action !== 'catalog');
+    if (repositoryActions && rule.repositories.length === 0) {
+      throw configError(
+        ctx,
+        `${where}.repositories: the repositories the rule's actions apply to are required`,
+      );
+    }
+    const undefinedGroup = rule.groups.find((group) => !(group in access.groups));
+    if (undefinedGroup !== undefined) {
+      throw configError(ctx, `${where}.groups: ${JSON.stringify(undefinedGroup)} is not in access.groups`);
+    }
+  });
+  return access;
 }
 
 const configError = (ctx: Context, message: string) =>

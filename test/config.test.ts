@@ -365,7 +365,7 @@ auth: {silly: {realm: r, service: s}}
 
   it('refuses token auth without signing keys and htpasswd auth without a path', async () => {
     await expect(load(`${minimal}auth: {token: {realm: r, service: s, issuer: i}}\n`)).rejects.toThrow(
-      'auth.token: rootcertbundle or jwks is required',
+      'auth.token: the keys that sign tokens are required',
     );
     await expect(load(`${minimal}auth: {htpasswd: {realm: r}}\n`)).rejects.toThrow(
       'auth.htpasswd.path: is required',

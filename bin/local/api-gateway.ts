@@ -115,6 +115,13 @@ function toEvent(req: IncomingMessage, body: Buffer): APIGatewayProxyEventV2 {
     // API Gateway joins repeated headers with commas.
     else headers[name] = name in headers ? `${headers[name]},${value}` : value;
   }
+  // As API Gateway adds them; this front serves plain HTTP, so URLs built from the request say http.
+  const sourceIp = req.socket.remoteAddress ?? '127.0.0.1';
+  headers['x-forwarded-for'] = headers['x-forwarded-for']
+    ? `${headers['x-forwarded-for']}, ${sourceIp}`
+    : sourceIp;
+  headers['x-forwarded-port'] = String(req.socket.localPort ?? '');
+  headers['x-forwarded-proto'] = 'http';
   const now = new Date();
   const requestId = randomUUID();
   const rawQueryString = url.search.slice(1);
@@ -135,7 +142,7 @@ function toEvent(req: IncomingMessage, body: Buffer): APIGatewayProxyEventV2 {
         method: req.method ?? 'GET',
         path: url.pathname,
         protocol: `HTTP/${req.httpVersion}`,
-        sourceIp: req.socket.remoteAddress ?? '127.0.0.1',
+        sourceIp,
         userAgent: headers['user-agent'] ?? '',
       },
       requestId,

@@ -16,8 +16,8 @@ async function start(): Promise<LambdaHandler> {
   const { config, warnings } = await loadConfig({ env: process.env });
   const log = jsonLogger(config.log.level, config.log.fields);
   for (const warning of warnings) log.warn(warning);
-  const { registry } = await composeRegistry(config, log, { persistHashState: true });
-  return lambdaAdapter(registry, {
+  const { handler } = await composeRegistry(config, log, { persistHashState: true });
+  return lambdaAdapter(handler, {
     log,
     accessLog: !config.log.accessLog.disabled,
     headers: config.http.headers,

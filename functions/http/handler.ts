@@ -1,4 +1,6 @@
+import type { ClientInfo } from '../auth/access.js';
+
 /** What every runtime adapter serves: the registry, or the registry wrapped by middleware. */
 export interface RequestHandler {
-  handle(request: Request): Promise<Response>;
+  handle(request: Request, client?: ClientInfo): Promise<Response>;
 }

@@ -82,7 +82,7 @@ async function serve(
       result = errorResult(400, 'UNSUPPORTED', `malformed request: ${(error as Error).message}`, requestId);
       return result;
     }
-    const response = await handler.handle(request);
+    const response = await handler.handle(request, { address: summary.remote });
     const body = request.method === 'HEAD' ? await discard(response) : await readBody(response);
     const answer = body === undefined ? undefined : toResult(response, body, options, requestId);
     if (answer === undefined || payloadBytes(answer) > MAX_RESPONSE_PAYLOAD_BYTES) {
@@ -155,7 +155,9 @@ function toRequest(event: unknown): { request: Request; bytesIn: number } {
   );
   if (host === undefined) throw new Error('the event has neither a valid Host header nor a domainName');
   // rawPath and rawQueryString as the client sent them: the decoded path would turn %2F into a separator.
-  const url = `https://${host}${rawPath}${rawQueryString ? `?${rawQueryString}` : ''}`;
+  // API Gateway serves HTTPS only and says so in X-Forwarded-Proto; a local front may say http.
+  const scheme = headers.get('x-forwarded-proto') === 'http' ? 'http' : 'https';
+  const url = `${scheme}://${host}${rawPath}${rawQueryString ? `?${rawQueryString}` : ''}`;
 
   const upper = method.toUpperCase();
   const body = upper === 'GET' || upper === 'HEAD' ? null : eventBody(event.body, event.isBase64Encoded);

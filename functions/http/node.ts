@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
+import { TLSSocket } from 'node:tls';
 import { pipeline } from 'node:stream/promises';
 import { errorFields, type Logger } from '../log.js';
 import { logRequest } from './access-log.js';
@@ -45,7 +46,7 @@ async function serve(
       status = sendError(res, 400, 'UNSUPPORTED', (error as Error).message);
       return;
     }
-    const response = await handler.handle(request);
+    const response = await handler.handle(request, { address: req.socket.remoteAddress });
     status = response.status;
     res.statusCode = response.status;
     for (const [name, values] of Object.entries(options.headers ?? {})) res.setHeader(name, values);
@@ -92,7 +93,9 @@ function toRequest(req: IncomingMessage, counter: { bytesIn: number }): Request 
     headers.append(req.rawHeaders[i] ?? '', req.rawHeaders[i + 1] ?? '');
   }
   const host = /^[A-Za-z0-9.:[\]-]+$/.test(req.headers.host ?? '') ? req.headers.host : 'localhost';
-  const url = `http://${host}${req.url?.startsWith('/') ? req.url : '/'}`;
+  // The scheme matters to URLs the registry builds from the request (a token realm, a Location).
+  const scheme = req.socket instanceof TLSSocket ? 'https' : 'http';
+  const url = `${scheme}://${host}${req.url?.startsWith('/') ? req.url : '/'}`;
   const hasBody =
     req.method !== 'GET' &&
     req.method !== 'HEAD' &&

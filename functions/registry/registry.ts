@@ -1,4 +1,13 @@
 import { randomUUID } from 'node:crypto';
+import {
+  type Access,
+  type Authorizer,
+  CATALOG_SCOPE,
+  type ClientInfo,
+  OPEN_ACCESS,
+  repositoryScope,
+  type Scope,
+} from '../auth/access.js';
 import type { MetadataStore } from '../metadata/store.js';
 import { errorFields, type Logger, silentLogger } from '../log.js';
 import {
@@ -17,62 +26,93 @@ import { checkRepositoryName } from './names.js';
 import { cancelUpload, patchUpload, putUpload, startUpload, uploadStatus } from './uploads.js';
 
 type Params = Record<string, string>;
-type Handler = (ctx: Context, request: Request, url: URL, params: Params) => Promise<Response>;
+type Handler = (
+  ctx: Context,
+  request: Request,
+  url: URL,
+  params: Params,
+  access: Access,
+) => Promise<Response>;
+
+/**
+ * What a method needs: the scope it acts under (distribution's: reads pull, writes pull and push,
+ * deletes delete, the catalog registry:catalog:*) and its handler. The version check needs
+ * authentication only.
+ */
+interface Method {
+  scopes: (params: Params) => Scope[];
+  handle: Handler;
+}
 
 interface Route {
   pattern: RegExp;
-  methods: Partial<Record<string, Handler>>;
+  methods: Partial<Record<string, Method>>;
 }
 
 const name = (p: Params) => p.name ?? '';
+
+const pull = (handle: Handler): Method => ({ scopes: (p) => [repositoryScope(name(p), 'pull')], handle });
+const push = (handle: Handler): Method => ({
+  scopes: (p) => [repositoryScope(name(p), 'pull', 'push')],
+  handle,
+});
+const remove = (handle: Handler): Method => ({
+  scopes: (p) => [repositoryScope(name(p), 'delete')],
+  handle: deleting(handle),
+});
 
 /** The API, most specific patterns first: repository names contain "/", so they are matched from the end. */
 const ROUTES: Route[] = [
   {
     pattern: /^\/v2\/?$/,
-    methods: { GET: apiVersion, HEAD: apiVersion },
+    methods: {
+      GET: { scopes: () => [], handle: apiVersion },
+      HEAD: { scopes: () => [], handle: apiVersion },
+    },
   },
   {
     pattern: /^\/v2\/_catalog$/,
-    methods: { GET: (ctx, _req, url) => listRepositories(ctx, url) },
+    methods: {
+      GET: { scopes: () => [CATALOG_SCOPE], handle: (ctx, _req, url) => listRepositories(ctx, url) },
+    },
   },
   {
     pattern: /^\/v2\/(?<name>.+)\/tags\/list$/,
-    methods: { GET: (ctx, _req, url, p) => listTags(ctx, name(p), url) },
+    methods: { GET: pull((ctx, _req, url, p) => listTags(ctx, name(p), url)) },
   },
   {
     pattern: /^\/v2\/(?<name>.+)\/manifests\/(?<reference>[^/]+)$/,
     methods: {
-      GET: (ctx, _req, _url, p) => getManifest(ctx, name(p), p.reference ?? ''),
-      HEAD: (ctx, _req, _url, p) => getManifest(ctx, name(p), p.reference ?? ''),
-      PUT: (ctx, req, _url, p) => putManifest(ctx, req, name(p), p.reference ?? ''),
-      DELETE: deleting((ctx, _req, _url, p) => deleteManifest(ctx, name(p), p.reference ?? '')),
+      GET: pull((ctx, _req, _url, p) => getManifest(ctx, name(p), p.reference ?? '')),
+      HEAD: pull((ctx, _req, _url, p) => getManifest(ctx, name(p), p.reference ?? '')),
+      PUT: push((ctx, req, _url, p) => putManifest(ctx, req, name(p), p.reference ?? '')),
+      DELETE: remove((ctx, _req, _url, p) => deleteManifest(ctx, name(p), p.reference ?? '')),
     },
   },
   {
     pattern: /^\/v2\/(?<name>.+)\/blobs\/uploads\/?$/,
-    methods: { POST: (ctx, req, url, p) => startUpload(ctx, req, name(p), url) },
+    methods: { POST: push((ctx, req, url, p, access) => startUpload(ctx, req, name(p), url, access)) },
   },
   {
     pattern: /^\/v2\/(?<name>.+)\/blobs\/uploads\/(?<uuid>[^/]+)$/,
     methods: {
-      GET: (ctx, _req, _url, p) => uploadStatus(ctx, name(p), p.uuid ?? ''),
-      PATCH: (ctx, req, _url, p) => patchUpload(ctx, req, name(p), p.uuid ?? ''),
-      PUT: (ctx, req, url, p) => putUpload(ctx, req, name(p), p.uuid ?? '', url),
-      DELETE: (ctx, _req, _url, p) => cancelUpload(ctx, name(p), p.uuid ?? ''),
+      GET: push((ctx, _req, _url, p) => uploadStatus(ctx, name(p), p.uuid ?? '')),
+      PATCH: push((ctx, req, _url, p) => patchUpload(ctx, req, name(p), p.uuid ?? '')),
+      PUT: push((ctx, req, url, p) => putUpload(ctx, req, name(p), p.uuid ?? '', url)),
+      DELETE: push((ctx, _req, _url, p) => cancelUpload(ctx, name(p), p.uuid ?? '')),
     },
   },
   {
     pattern: /^\/v2\/(?<name>.+)\/blobs\/(?<digest>[^/]+)$/,
     methods: {
-      GET: (ctx, req, _url, p) => getBlob(ctx, req, name(p), p.digest ?? ''),
-      HEAD: (ctx, req, _url, p) => getBlob(ctx, req, name(p), p.digest ?? ''),
-      DELETE: deleting((ctx, _req, _url, p) => deleteBlob(ctx, name(p), p.digest ?? '')),
+      GET: pull((ctx, req, _url, p) => getBlob(ctx, req, name(p), p.digest ?? '')),
+      HEAD: pull((ctx, req, _url, p) => getBlob(ctx, req, name(p), p.digest ?? '')),
+      DELETE: remove((ctx, _req, _url, p) => deleteBlob(ctx, name(p), p.digest ?? '')),
     },
   },
   {
     pattern: /^\/v2\/(?<name>.+)\/referrers\/(?<digest>[^/]+)$/,
-    methods: { GET: (ctx, _req, url, p) => listReferrers(ctx, name(p), p.digest ?? '', url) },
+    methods: { GET: pull((ctx, _req, url, p) => listReferrers(ctx, name(p), p.digest ?? '', url)) },
   },
 ];
 
@@ -83,6 +123,8 @@ export interface RegistryDependencies {
   metadata: MetadataStore;
   options?: Partial<RegistryOptions>;
   log?: Logger;
+  /** Who may do what; without one, the registry is open to anyone. */
+  authorizer?: Authorizer;
 }
 
 /**
@@ -91,8 +133,10 @@ export interface RegistryDependencies {
  */
 export class Registry {
   private readonly ctx: Context;
+  private readonly authorizer: Authorizer;
 
   constructor(deps: RegistryDependencies) {
+    this.authorizer = deps.authorizer ?? OPEN_ACCESS;
     this.ctx = {
       blobs: new BlobStore(deps.storage),
       metadata: deps.metadata,
@@ -102,10 +146,10 @@ export class Registry {
     };
   }
 
-  async handle(request: Request): Promise<Response> {
+  async handle(request: Request, client: ClientInfo = {}): Promise<Response> {
     let response: Response;
     try {
-      response = await this.route(request);
+      response = await this.route(request, client);
     } catch (error) {
       response = errorResponse(this.toRegistryError(error, request));
     }
@@ -118,26 +162,27 @@ export class Registry {
     return response;
   }
 
-  private async route(request: Request): Promise<Response> {
+  private async route(request: Request, client: ClientInfo): Promise<Response> {
     const url = new URL(request.url);
     for (const route of ROUTES) {
       const match = route.pattern.exec(url.pathname);
       if (!match) continue;
       const params = decodeParams(match.groups ?? {});
-      const handler = route.methods[request.method];
-      if (!handler) {
+      const method = route.methods[request.method];
+      if (!method) {
         throw new RegistryError('UNSUPPORTED', `${request.method} is not supported on ${url.pathname}`, {
           headers: { Allow: Object.keys(route.methods).join(', ') },
         });
       }
       if (params.name !== undefined) checkRepositoryName(params.name);
+      const access = await this.authorizer.authorize(request, client, method.scopes(params));
       if (this.ctx.options.readOnly && !READS.has(request.method)) {
         throw new RegistryError(
           'UNSUPPORTED',
           'the registry is in read-only mode for maintenance: pulls only',
         );
       }
-      return handler(this.ctx, request, url, params);
+      return method.handle(this.ctx, request, url, params, access);
     }
     throw new RegistryError('UNSUPPORTED', `no API endpoint at ${url.pathname}`, { status: 404 });
   }
@@ -173,14 +218,14 @@ function apiVersion(): Promise<Response> {
 
 /** DELETE handlers answer 405 unless deletes are enabled, as distribution's storage.delete.enabled does. */
 function deleting(handler: Handler): Handler {
-  return (ctx, request, url, params) => {
+  return (ctx, request, url, params, access) => {
     if (!ctx.options.deleteEnabled) {
       throw new RegistryError(
         'UNSUPPORTED',
         'deletes are disabled on this registry (storage.delete.enabled)',
       );
     }
-    return handler(ctx, request, url, params);
+    return handler(ctx, request, url, params, access);
   };
 }
 

@@ -1,4 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
+import { type Access, repositoryScope } from '../auth/access.js';
 import type { UploadSession } from '../metadata/store.js';
 import type { Context } from './context.js';
 import { type Digest, NativeHash, parseDigest, PortableHash, type RunningHash } from './digest.js';
@@ -14,10 +15,17 @@ import { chunks } from './request.js';
 
 const UPLOAD_ID = /^[A-Za-z0-9-]{1,64}$/;
 
-export async function startUpload(ctx: Context, request: Request, name: string, url: URL): Promise<Response> {
+export async function startUpload(
+  ctx: Context,
+  request: Request,
+  name: string,
+  url: URL,
+  access: Access,
+): Promise<Response> {
   const mount = url.searchParams.get('mount');
   const from = url.searchParams.get('from');
-  if (mount !== null && from !== null) {
+  // Without pull on the source, a mount is not refused: it becomes a normal upload, as the spec allows.
+  if (mount !== null && from !== null && access.allows(repositoryScope(from, 'pull'))) {
     const mounted = await mountBlob(ctx, name, parseDigest(mount), from);
     if (mounted) return blobCreated(name, mounted);
   }

@@ -153,12 +153,12 @@ describe('configuration', () => {
     expect(result.output).toContain('storage.delete.enabled');
   });
 
-  it('refuses to start unprotected when the configuration asks for authentication', async () => {
+  it('refuses to start, rather than run open, when its htpasswd file cannot be read', async () => {
     const result = await RegistryProcess.run({
-      env: { REGISTRY_AUTH_HTPASSWD_REALM: 'basic', REGISTRY_AUTH_HTPASSWD_PATH: '/etc/registry/htpasswd' },
+      env: { REGISTRY_AUTH_HTPASSWD_REALM: 'basic', REGISTRY_AUTH_HTPASSWD_PATH: '/nonexistent/htpasswd' },
     });
     expect(result.code).toBe(2);
-    expect(result.output).toContain('auth.htpasswd: authentication is not implemented');
+    expect(result.output).toContain('auth.htpasswd.path: cannot read /nonexistent/htpasswd: ENOENT');
   });
 
   it('refuses an address it cannot listen on, naming http.addr', async () => {

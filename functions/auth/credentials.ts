@@ -1,0 +1,59 @@
+import { RegistryError } from '../registry/errors.js';
+import type { PasswordFile } from './htpasswd.js';
+import type { LoginThrottle } from './throttle.js';
+
+export interface BasicCredentials {
+  user: string;
+  password: string;
+}
+
+/**
+ * The credentials of an `Authorization: Basic` header; undefined when the header is another scheme
+ * or absent; an UNAUTHORIZED error (that never repeats the header) when it is malformed.
+ */
+export function basicCredentials(
+  authorization: string | null,
+  challenge: Record<string, string>,
+): BasicCredentials | undefined {
+  const match = /^Basic +([A-Za-z0-9+/=]+) *$/i.exec(authorization ?? '');
+  if (!match?.[1]) {
+    if (/^Basic\b/i.test(authorization ?? '')) throw unauthorized('malformed basic credentials', challenge);
+    return undefined;
+  }
+  const decoded = Buffer.from(match[1], 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  if (colon <= 0) throw unauthorized('malformed basic credentials', challenge);
+  return { user: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
+}
+
+/** Password checks, throttled: too many failures from a client or for a user answer 429 for a while. */
+export class Logins {
+  constructor(
+    private readonly users: PasswordFile,
+    private readonly throttle: LoginThrottle,
+  ) {}
+
+  /** Whether the credentials are valid; throws TOOMANYREQUESTS while the client or user is throttled. */
+  async check(credentials: BasicCredentials, client: string | undefined): Promise<boolean> {
+    const wait = this.throttle.retryAfter(client, credentials.user);
+    if (wait > 0) {
+      throw new RegistryError('TOOMANYREQUESTS', `too many failed logins; try again in ${wait} s`, {
+        headers: { 'Retry-After': String(wait) },
+      });
+    }
+    const ok = await this.users.verify(credentials.user, credentials.password);
+    if (ok) this.throttle.succeeded(credentials.user);
+    else this.throttle.failed(client, credentials.user);
+    return ok;
+  }
+
+  /** The password file's fingerprint of the user's current hash (undefined when the user is gone). */
+  fingerprint(user: string): string | undefined {
+    return this.users.fingerprint(user);
+  }
+}
+
+/** A 401 carrying the challenge that tells the client how to authenticate. */
+export function unauthorized(message: string, challenge: Record<string, string>): RegistryError {
+  return new RegistryError('UNAUTHORIZED', message, { headers: challenge });
+}

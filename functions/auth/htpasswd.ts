@@ -1,0 +1,101 @@
+import { createHash, createHmac, randomBytes } from 'node:crypto';
+import bcrypt from 'bcryptjs';
+
+/** An htpasswd file that is not usable: the message names the line, never a hash. */
+export class PasswordFileError extends Error {
+  override readonly name = 'PasswordFileError';
+}
+
+const BCRYPT = /^\$2[aby]\$\d{2}\$[./A-Za-z0-9]{53}$/;
+
+/** Hash kinds htpasswd can write that this registry refuses, by their prefix. */
+const WEAK: [RegExp, string][] = [
+  [/^\$apr1\$/, 'MD5 (htpasswd -m)'],
+  [/^\{SHA\}/, 'SHA-1 (htpasswd -s)'],
+  [/^\$[156]\$/, 'crypt(3) MD5/SHA (htpasswd -2/-5)'],
+  [/^[./A-Za-z0-9]{13}$/, 'DES crypt (htpasswd -d)'],
+];
+
+/** How long a verified user:password pair is remembered, so a client's every request does not cost a bcrypt. */
+const VERIFIED_TTL_MS = 60_000;
+const VERIFIED_CAPACITY = 1024;
+
+/**
+ * Users and bcrypt password hashes, as `htpasswd -B` writes them (`name:$2y$...`). Other hash kinds
+ * are refused when the file is read, so a user is never left with a weak hash that seems to work.
+ */
+export class PasswordFile {
+  private readonly hashes = new Map<string, string>();
+  /** HMACs (under a key of this process) of recently verified user:password pairs, with their expiry. */
+  private readonly verified = new Map<string, number>();
+  private readonly cacheKey = randomBytes(32);
+  /** Compared against when the user is unknown, so that an unknown name takes as long as a wrong password. */
+  private readonly decoy = bcrypt.hashSync(randomBytes(16).toString('hex'), 10);
+
+  constructor(text: string, source = 'htpasswd') {
+    const lines = text.split(/\r?\n/);
+    lines.forEach((raw, index) => {
+      const line = raw.trim();
+      if (line === '' || line.startsWith('#')) return;
+      const where = `${source} line ${index + 1}`;
+      const colon = line.indexOf(':');
+      if (colon <= 0) throw new PasswordFileError(`${where}: expected user:hash`);
+      const user = line.slice(0, colon);
+      const hash = line.slice(colon + 1);
+      if (!BCRYPT.test(hash)) {
+        const kind = WEAK.find(([pattern]) => pattern.test(hash))?.[1] ?? 'an unrecognised hash';
+        throw new PasswordFileError(
+          `${where} (user ${JSON.stringify(user)}): ${kind} is refused; only bcrypt entries are accepted ` +
+            `(create them with htpasswd -B)`,
+        );
+      }
+      if (this.hashes.has(user))
+        throw new PasswordFileError(`${where}: user ${JSON.stringify(user)} appears twice`);
+      this.hashes.set(user, hash);
+    });
+  }
+
+  get size(): number {
+    return this.hashes.size;
+  }
+
+  has(user: string): boolean {
+    return this.hashes.has(user);
+  }
+
+  /**
+   * A short fingerprint of the user's current hash: tokens carry it, so changing a password (or
+   * removing the user) revokes the refresh tokens issued before.
+   */
+  fingerprint(user: string): string | undefined {
+    const hash = this.hashes.get(user);
+    return hash === undefined
+      ? undefined
+      : createHash('sha256').update(hash).digest('base64url').slice(0, 16);
+  }
+
+  /** Whether password is user's. Takes a bcrypt comparison's time whether or not the user exists. */
+  async verify(user: string, password: string): Promise<boolean> {
+    const pair = createHmac('sha256', this.cacheKey)
+      .update(user)
+      .update('\0')
+      .update(password)
+      .digest('base64');
+    const now = Date.now();
+    const expires = this.verified.get(pair);
+    if (expires !== undefined && expires > now && this.hashes.has(user)) return true;
+    const hash = this.hashes.get(user);
+    // bcrypt's own rules, as htpasswd -B hashed: a password is read up to its 72nd byte.
+    const ok = (await bcrypt.compare(password, hash ?? this.decoy)) && hash !== undefined;
+    if (ok) this.remember(pair, now + VERIFIED_TTL_MS);
+    return ok;
+  }
+
+  private remember(pair: string, expires: number): void {
+    if (this.verified.size >= VERIFIED_CAPACITY) {
+      const oldest = this.verified.keys().next();
+      if (!oldest.done) this.verified.delete(oldest.value);
+    }
+    this.verified.set(pair, expires);
+  }
+}
