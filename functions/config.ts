@@ -11,6 +11,7 @@ import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import { type AccessPolicyConfig, POLICY_ACTIONS } from './auth/policy.js';
+import { DEFAULT_ALGORITHMS } from './auth/tokens.js';
 import type { Context, Infer } from './config-schema.js';
 import {
   ConfigError,
@@ -522,6 +523,14 @@ function resolveAuth(auth: Decoded['auth'], ctx: Context): AuthConfig | undefine
       ctx,
       `auth.token.realm: expected an absolute URL${token.signingKey === undefined ? '' : ' or a path on this registry'}, ` +
         `got ${JSON.stringify(token.realm)}`,
+    );
+  }
+  const refused = token.signingAlgorithms.filter((algorithm) => !DEFAULT_ALGORITHMS.includes(algorithm));
+  if (refused.length > 0) {
+    throw configError(
+      ctx,
+      `auth.token.signingalgorithms: ${refused.join(', ')} not accepted (never none or a symmetric ` +
+        `algorithm); use ${DEFAULT_ALGORITHMS.join(', ')}`,
     );
   }
   if (token.expirationMs < 1000 || token.refreshExpirationMs < token.expirationMs) {

@@ -2,7 +2,9 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { composeRegistry } from '../functions/compose.js';
 import { ConfigError, loadConfig, parseGoDuration } from '../functions/config.js';
+import { silentLogger } from '../functions/log.js';
 
 let dir: string;
 let counter = 0;
@@ -369,6 +371,159 @@ auth: {silly: {realm: r, service: s}}
     );
     await expect(load(`${minimal}auth: {htpasswd: {realm: r}}\n`)).rejects.toThrow(
       'auth.htpasswd.path: is required',
+    );
+  });
+});
+
+const inmemory = 'version: 0.1\nstorage: {inmemory: {}}\n';
+const builtIn =
+  'auth:\n  token: {realm: /auth/token, service: s, issuer: i, signingkey: /k.pem, htpasswd: /users}\n';
+
+describe('loadConfig auth and access sections', () => {
+  it('reads the built-in token issuer keys, with their defaults', async () => {
+    const { config, warnings } = await load(`${inmemory}${builtIn}`);
+    expect(warnings).toEqual([]);
+    expect(config.auth).toEqual({
+      type: 'token',
+      realm: '/auth/token',
+      service: 's',
+      issuer: 'i',
+      rootCertBundle: undefined,
+      jwks: undefined,
+      autoRedirect: false,
+      autoRedirectPath: '/auth/token',
+      signingAlgorithms: [],
+      signingKey: '/k.pem',
+      htpasswd: '/users',
+      expirationMs: 5 * 60_000,
+      refreshExpirationMs: 30 * 24 * 3_600_000,
+    });
+    expect(config.access).toBeUndefined();
+  });
+
+  it('takes token settings and lifetimes from REGISTRY_AUTH_TOKEN_* variables alone', async () => {
+    const { config } = await load(inmemory, {
+      REGISTRY_AUTH_TOKEN_REALM: 'https://auth.example.com/token',
+      REGISTRY_AUTH_TOKEN_SERVICE: 'registry.example.com',
+      REGISTRY_AUTH_TOKEN_ISSUER: 'auth.example.com',
+      REGISTRY_AUTH_TOKEN_JWKS: 'https://auth.example.com/jwks.json',
+      REGISTRY_AUTH_TOKEN_SIGNINGALGORITHMS_0: 'RS256',
+      REGISTRY_AUTH_TOKEN_EXPIRATION: '10m',
+      REGISTRY_AUTH_TOKEN_REFRESHEXPIRATION: '24h',
+    });
+    expect(config.auth).toMatchObject({
+      type: 'token',
+      jwks: 'https://auth.example.com/jwks.json',
+      signingAlgorithms: ['RS256'],
+      expirationMs: 600_000,
+      refreshExpirationMs: 86_400_000,
+    });
+  });
+
+  it('reads access groups and rules, defaulting what a rule leaves out', async () => {
+    const { config } = await load(`${inmemory}${builtIn}access:
+  groups: {admins: [alice, bob]}
+  rules:
+    - {repositories: ['**'], groups: [admins], actions: ['*']}
+    - {repositories: ['public/*'], anonymous: true, actions: [pull]}
+    - {users: [auditor], actions: [catalog]}
+`);
+    expect(config.access).toEqual({
+      groups: { admins: ['alice', 'bob'] },
+      rules: [
+        { repositories: ['**'], users: [], groups: ['admins'], anonymous: false, actions: ['*'] },
+        { repositories: ['public/*'], users: [], groups: [], anonymous: true, actions: ['pull'] },
+        { repositories: [], users: ['auditor'], groups: [], anonymous: false, actions: ['catalog'] },
+      ],
+    });
+  });
+
+  it.each([
+    [
+      'htpasswd without signingkey',
+      'auth: {token: {realm: /t, service: s, issuer: i, jwks: /j, htpasswd: /u}}',
+      'auth.token.htpasswd: users are only for the built-in token endpoint; set signingkey too',
+    ],
+    [
+      'signingkey without htpasswd',
+      'auth: {token: {realm: /t, service: s, issuer: i, signingkey: /k}}',
+      'auth.token.htpasswd: the built-in token endpoint (signingkey) needs its users',
+    ],
+    [
+      'a path realm for an external issuer',
+      'auth: {token: {realm: /auth/token, service: s, issuer: i, jwks: /j}}',
+      'auth.token.realm: expected an absolute URL, got "/auth/token"',
+    ],
+    [
+      'a relative realm',
+      'auth: {token: {realm: auth/token, service: s, issuer: i, signingkey: /k, htpasswd: /u}}',
+      'auth.token.realm: expected an absolute URL or a path on this registry, got "auth/token"',
+    ],
+    [
+      'an expiration under 1s',
+      'auth: {token: {realm: https://a/t, service: s, issuer: i, jwks: /j, expiration: 500ms}}',
+      'auth.token: expiration must be at least 1s, and refreshexpiration at least expiration',
+    ],
+    [
+      'a refreshexpiration under expiration',
+      'auth: {token: {realm: https://a/t, service: s, issuer: i, jwks: /j, expiration: 1h, refreshexpiration: 30m}}',
+      'auth.token: expiration must be at least 1s, and refreshexpiration at least expiration',
+    ],
+    [
+      'HS256 and none as signing algorithms',
+      'auth: {token: {realm: https://a/t, service: s, issuer: i, jwks: /j, signingalgorithms: [ES256, HS256, none]}}',
+      'auth.token.signingalgorithms: HS256, none not accepted (never none or a symmetric algorithm); use ES256, ES384',
+    ],
+    [
+      'both htpasswd and token',
+      'auth: {htpasswd: {realm: r, path: /p}, token: {realm: https://a/t, service: s, issuer: i, jwks: /j}}',
+      'auth: several authentication types configured (htpasswd, token)',
+    ],
+    [
+      'a token section without service',
+      'auth: {token: {realm: https://a/t, issuer: i, jwks: /j}}',
+      'auth.token.service: is required',
+    ],
+  ])('refuses %s, naming the key', async (_what, yaml, message) => {
+    const loading = load(`${inmemory}${yaml}\n`);
+    await expect(loading).rejects.toBeInstanceOf(ConfigError);
+    await expect(loading).rejects.toThrow(message);
+  });
+
+  it.each([
+    [
+      'an unknown action',
+      '{repositories: [a], users: [u], actions: [pull, write]}',
+      'access.rules[0].actions: unknown write; use pull, push, delete, catalog, *',
+    ],
+    [
+      'no action',
+      '{repositories: [a], users: [u], actions: []}',
+      'access.rules[0].actions: no action granted',
+    ],
+    [
+      'nobody',
+      '{repositories: [a], actions: [pull]}',
+      'access.rules[0]: name users, groups, or anonymous: true',
+    ],
+    [
+      'repository actions without repositories',
+      '{users: [u], actions: [catalog, pull]}',
+      "access.rules[0].repositories: the repositories the rule's actions apply to are required",
+    ],
+    [
+      'a group not defined',
+      '{repositories: [a], groups: [ops], actions: [pull]}',
+      'access.rules[0].groups: "ops" is not in access.groups',
+    ],
+  ])('refuses an access rule with %s', async (_what, rule, message) => {
+    await expect(load(`${inmemory}${builtIn}access:\n  rules:\n    - ${rule}\n`)).rejects.toThrow(message);
+  });
+
+  it('refuses access rules without auth when the registry is composed', async () => {
+    const { config } = await load(`${inmemory}access:\n  rules:\n    - {users: [u], actions: [catalog]}\n`);
+    await expect(composeRegistry(config, silentLogger)).rejects.toThrow(
+      new ConfigError('access: access rules need authentication; configure auth too'),
     );
   });
 });

@@ -78,22 +78,22 @@ export const OPEN_ACCESS: Authorizer = {
 export function parseScope(text: string): Scope {
   const first = text.indexOf(':');
   const last = text.lastIndexOf(':');
-  if (first <= 0 || last === first || last === text.length - 1 || text.length > 1024) {
-    throw new Error(`malformed scope ${JSON.stringify(text.slice(0, 200))}: expected type:name:actions`);
-  }
+  const malformed = () =>
+    new Error(`malformed scope ${JSON.stringify(text.slice(0, 200))}: expected type:name:actions`);
+  if (first <= 0 || last === first || last === text.length - 1 || text.length > 1024) throw malformed();
   const type = text.slice(0, first).replace(/\([a-z0-9]+\)$/, '');
-  return {
-    type,
-    name: text.slice(first + 1, last),
-    actions: [
-      ...new Set(
-        text
-          .slice(last + 1)
-          .split(',')
-          .filter((a) => a !== ''),
-      ),
-    ],
-  };
+  const name = text.slice(first + 1, last);
+  const actions = [
+    ...new Set(
+      text
+        .slice(last + 1)
+        .split(',')
+        .filter((a) => a !== ''),
+    ),
+  ];
+  // An empty name or no action names nothing a token could grant.
+  if (name === '' || actions.length === 0) throw malformed();
+  return { type, name, actions };
 }
 
 export function formatScope(scope: Scope): string {

@@ -29,8 +29,11 @@ export class PasswordFile {
   /** HMACs (under a key of this process) of recently verified user:password pairs, with their expiry. */
   private readonly verified = new Map<string, number>();
   private readonly cacheKey = randomBytes(32);
-  /** Compared against when the user is unknown, so that an unknown name takes as long as a wrong password. */
-  private readonly decoy = bcrypt.hashSync(randomBytes(16).toString('hex'), 10);
+  /**
+   * Compared against when the user is unknown, so that an unknown name takes as long as a wrong
+   * password: it has the cost of the file's hashes (htpasswd -B writes cost 5 unless told -C).
+   */
+  private readonly decoy: string;
 
   constructor(text: string, source = 'htpasswd') {
     const lines = text.split(/\r?\n/);
@@ -49,10 +52,18 @@ export class PasswordFile {
             `(create them with htpasswd -B)`,
         );
       }
+      const cost = bcrypt.getRounds(hash);
+      if (cost < 4 || cost > 31) {
+        // bcrypt cannot compute it: every login of this user would fail with an error, not a refusal.
+        throw new PasswordFileError(
+          `${where} (user ${JSON.stringify(user)}): bcrypt cost ${cost} is outside 4-31`,
+        );
+      }
       if (this.hashes.has(user))
         throw new PasswordFileError(`${where}: user ${JSON.stringify(user)} appears twice`);
       this.hashes.set(user, hash);
     });
+    this.decoy = bcrypt.hashSync(randomBytes(16).toString('hex'), typicalCost([...this.hashes.values()]));
   }
 
   get size(): number {
@@ -98,4 +109,19 @@ export class PasswordFile {
     }
     this.verified.set(pair, expires);
   }
+}
+
+/** The cost most hashes have (the higher on a tie); 10 for no hash. */
+function typicalCost(hashes: string[]): number {
+  const counts = new Map<number, number>();
+  for (const hash of hashes) {
+    const cost = bcrypt.getRounds(hash);
+    counts.set(cost, (counts.get(cost) ?? 0) + 1);
+  }
+  let typical = 10;
+  let most = 0;
+  for (const [cost, count] of counts) {
+    if (count > most || (count === most && cost > typical)) [typical, most] = [cost, count];
+  }
+  return typical;
 }

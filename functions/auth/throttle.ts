@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto';
+
 /**
  * Failed-login throttling: after too many failures in a window, from one client address or for one
  * user name, further attempts are refused (429 with Retry-After) until the window ends, without
@@ -56,13 +58,13 @@ export class LoginThrottle {
 
   /** A successful login clears the user's count (not the client's: one valid account must not reset it). */
   succeeded(user: string): void {
-    this.windows.delete(`user:${user}`);
+    this.windows.delete(userKey(user));
   }
 
   private keys(client: string | undefined, user: string | undefined): [string, number][] {
     const keys: [string, number][] = [];
     if (client !== undefined) keys.push([`client:${client}`, this.limits.perClient]);
-    if (user !== undefined) keys.push([`user:${user}`, this.limits.perUser]);
+    if (user !== undefined) keys.push([userKey(user), this.limits.perUser]);
     return keys;
   }
 
@@ -76,4 +78,9 @@ export class LoginThrottle {
       this.windows.delete(oldest.value);
     }
   }
+}
+
+/** User names as sent can be long: their windows are kept under a hash, so memory stays bounded. */
+function userKey(user: string): string {
+  return `user:${createHash('sha256').update(user).digest('base64url')}`;
 }

@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -7,6 +7,7 @@ import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { bcryptLine, ecKey } from '../auth/fixtures.js';
 import { freePort, RegistryProcess } from '../support/registry-process.js';
 
 const sha256 = (data: Uint8Array) => `sha256:${createHash('sha256').update(data).digest('hex')}`;
@@ -189,55 +190,201 @@ describe('access log', () => {
   });
 });
 
-describe('TLS', () => {
-  it('serves HTTPS with the configured certificate and key', async () => {
-    const cert = join(dir, 'cert.pem');
-    const key = join(dir, 'key.pem');
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:P-256',
-        '-nodes',
-        '-days',
-        '1',
-        '-subj',
-        '/CN=127.0.0.1',
-        '-addext',
-        'subjectAltName=IP:127.0.0.1',
-        '-keyout',
-        key,
-        '-out',
-        cert,
-      ],
-      { stdio: 'ignore' },
-    );
-    const port = await freePort();
-    const env = {
-      REGISTRY_HTTP_ADDR: `127.0.0.1:${port}`,
-      REGISTRY_HTTP_TLS_CERTIFICATE: cert,
-      REGISTRY_HTTP_TLS_KEY: key,
-      REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: join(dir, 'tls'),
-    };
-    const server = await RegistryProcess.run({
-      env: { ...env, REGISTRY_HTTP_TLS_KEY: join(dir, 'missing.pem') },
-    });
-    expect(server.code).toBe(2);
-    expect(server.output).toContain('http.tls.key: cannot read');
+/** Runs openssl (a Debian package CI installs), failing with how to install it when it is missing. */
+function openssl(args: string[]): void {
+  if (spawnSync('openssl', ['version']).error) {
+    throw new Error('openssl is needed to make test certificates: apt-get install -y openssl');
+  }
+  execFileSync('openssl', args, { stdio: 'pipe' });
+}
 
-    running.push(await RegistryProcess.start({ env, url: `https://127.0.0.1:${port}` }));
-    const status = await new Promise<number | undefined>((resolve, reject) => {
-      const req = httpsRequest(`https://127.0.0.1:${port}/v2/`, { ca: readFileSync(cert) }, (res) => {
-        res.resume();
-        resolve(res.statusCode);
+interface HttpsAnswer {
+  status: number | undefined;
+  headers: Record<string, string | string[] | undefined>;
+  body: string;
+}
+
+/** A GET over HTTPS trusting only ca (Node's fetch cannot be given a CA). */
+function httpsGet(url: string, ca: Buffer, headers: Record<string, string> = {}): Promise<HttpsAnswer> {
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(url, { ca, headers }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => {
+        body += chunk;
       });
-      req.on('error', reject);
-      req.end();
+      res.on('end', () => {
+        resolve({ status: res.statusCode, headers: res.headers, body });
+      });
     });
-    expect(status).toBe(200);
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+describe('TLS', () => {
+  let cert: string;
+  let key: string;
+  let otherKey: string;
+  let ca: Buffer;
+
+  beforeAll(() => {
+    cert = join(dir, 'cert.pem');
+    key = join(dir, 'key.pem');
+    otherKey = join(dir, 'other-key.pem');
+    // Self-signed for 127.0.0.1: the client trusts it as its CA.
+    openssl([
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-days',
+      '1',
+      '-subj',
+      '/CN=127.0.0.1',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1',
+      '-keyout',
+      key,
+      '-out',
+      cert,
+    ]);
+    openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', otherKey]);
+    ca = readFileSync(cert);
+  });
+
+  /** Starts an HTTPS server with env on top of the TLS settings; its https:// origin. */
+  async function startTls(env: Record<string, string>): Promise<{ origin: string; server: RegistryProcess }> {
+    const port = await freePort();
+    const origin = `https://127.0.0.1:${port}`;
+    const server = await RegistryProcess.start({
+      env: {
+        REGISTRY_HTTP_ADDR: `127.0.0.1:${port}`,
+        REGISTRY_HTTP_TLS_CERTIFICATE: cert,
+        REGISTRY_HTTP_TLS_KEY: key,
+        REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: join(dir, `tls-${port}`),
+        ...env,
+      },
+      url: origin,
+    });
+    running.push(server);
+    return { origin, server };
+  }
+
+  it('serves HTTPS with the configured certificate and key', async () => {
+    const { origin, server } = await startTls({});
+    const answer = await httpsGet(`${origin}/v2/`, ca);
+    expect(answer.status).toBe(200);
+    expect(answer.headers['docker-distribution-api-version']).toBe('registry/2.0');
+    expect(server.logs).toContain('"tls":true');
+  });
+
+  it('refuses a key that is not the certificate’s: exit 2, naming http.tls.key', async () => {
+    const result = await RegistryProcess.run({
+      env: {
+        REGISTRY_HTTP_ADDR: `127.0.0.1:${await freePort()}`,
+        REGISTRY_HTTP_TLS_CERTIFICATE: cert,
+        REGISTRY_HTTP_TLS_KEY: otherKey,
+        REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: join(dir, 'tls-mismatch'),
+      },
+    });
+    expect(result.code).toBe(2);
+    expect(result.output).toContain(
+      'registry: configuration error: http.tls.key is not the private key of http.tls.certificate',
+    );
+    expect(result.output).not.toContain('PRIVATE KEY');
+  });
+
+  it('refuses a certificate it cannot read, or that is not PEM: exit 2, naming http.tls.certificate', async () => {
+    const env = {
+      REGISTRY_HTTP_ADDR: `127.0.0.1:${await freePort()}`,
+      REGISTRY_HTTP_TLS_KEY: key,
+      REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: join(dir, 'tls-unreadable'),
+    };
+    const missing = join(dir, 'missing-cert.pem');
+    const absent = await RegistryProcess.run({ env: { ...env, REGISTRY_HTTP_TLS_CERTIFICATE: missing } });
+    expect(absent.code).toBe(2);
+    expect(absent.output).toContain(`http.tls.certificate: cannot read ${missing}: ENOENT`);
+    const directory = await RegistryProcess.run({ env: { ...env, REGISTRY_HTTP_TLS_CERTIFICATE: dir } });
+    expect(directory.code).toBe(2);
+    expect(directory.output).toContain(`http.tls.certificate: cannot read ${dir}: EISDIR`);
+    const garbage = join(dir, 'garbage.pem');
+    await writeFile(garbage, 'not a certificate\n');
+    const notPem = await RegistryProcess.run({ env: { ...env, REGISTRY_HTTP_TLS_CERTIFICATE: garbage } });
+    expect(notPem.code).toBe(2);
+    expect(notPem.output).toContain('http.tls.certificate, key or clientcas is not valid PEM');
+    const noKey = await RegistryProcess.run({
+      env: { ...env, REGISTRY_HTTP_TLS_CERTIFICATE: cert, REGISTRY_HTTP_TLS_KEY: join(dir, 'missing.pem') },
+    });
+    expect(noKey.code).toBe(2);
+    expect(noKey.output).toContain('http.tls.key: cannot read');
+  });
+
+  it('asks for basic credentials over HTTPS: 401 with the challenge, then 200 with them', async () => {
+    const htpasswd = join(dir, 'tls-htpasswd');
+    await writeFile(htpasswd, bcryptLine('alice', 'tls-Secret-1'));
+    const { origin, server } = await startTls({
+      REGISTRY_AUTH_HTPASSWD_REALM: 'Registry',
+      REGISTRY_AUTH_HTPASSWD_PATH: htpasswd,
+    });
+    const anonymous = await httpsGet(`${origin}/v2/`, ca);
+    expect(anonymous.status).toBe(401);
+    expect(anonymous.headers['www-authenticate']).toBe('Basic realm="Registry", charset="UTF-8"');
+    const authorization = `Basic ${Buffer.from('alice:tls-Secret-1').toString('base64')}`;
+    const signedIn = await httpsGet(`${origin}/v2/`, ca, { authorization });
+    expect(signedIn.status).toBe(200);
+    expect(server.logs).not.toContain('clear text');
+    expect(server.logs).not.toContain('tls-Secret-1');
+  });
+
+  it('serves the built-in token endpoint over HTTPS, with an https realm', async () => {
+    const htpasswd = join(dir, 'tls-token-htpasswd');
+    const signingKey = join(dir, 'token.key');
+    await writeFile(htpasswd, bcryptLine('alice', 'tls-Secret-2'));
+    await writeFile(signingKey, ecKey().pem);
+    const { origin } = await startTls({
+      REGISTRY_AUTH_TOKEN_REALM: '/auth/token',
+      REGISTRY_AUTH_TOKEN_SERVICE: 'registry.test',
+      REGISTRY_AUTH_TOKEN_ISSUER: 'registry.test',
+      REGISTRY_AUTH_TOKEN_SIGNINGKEY: signingKey,
+      REGISTRY_AUTH_TOKEN_HTPASSWD: htpasswd,
+    });
+    const challenge = await httpsGet(`${origin}/v2/`, ca);
+    expect(challenge.status).toBe(401);
+    expect(challenge.headers['www-authenticate']).toBe(
+      `Bearer realm="${origin}/auth/token",service="registry.test"`,
+    );
+    const authorization = `Basic ${Buffer.from('alice:tls-Secret-2').toString('base64')}`;
+    const issued = await httpsGet(`${origin}/auth/token?service=registry.test`, ca, { authorization });
+    expect(issued.status).toBe(200);
+    const { token } = JSON.parse(issued.body) as { token: string };
+    const signedIn = await httpsGet(`${origin}/v2/`, ca, { authorization: `Bearer ${token}` });
+    expect(signedIn.status).toBe(200);
+  });
+});
+
+describe('authentication without TLS', () => {
+  it('logs that passwords and tokens cross the network in clear text', async () => {
+    const htpasswd = join(dir, 'plain-htpasswd');
+    await writeFile(htpasswd, bcryptLine('alice', 'plain-Secret-1'));
+    const server = await start({
+      REGISTRY_AUTH_HTPASSWD_REALM: 'Registry',
+      REGISTRY_AUTH_HTPASSWD_PATH: htpasswd,
+      REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: join(dir, 'plain'),
+    });
+    const warning = server.logs
+      .split('\n')
+      .filter((line) => line.startsWith('{'))
+      .map((line) => JSON.parse(line) as Record<string, unknown>)
+      .find((entry) => String(entry.msg).startsWith('auth is configured without http.tls'));
+    expect(warning).toMatchObject({ level: 'warn' });
+    expect(String(warning?.msg)).toContain('clear text');
+    const response = await fetch(`${server.url}/v2/`, {
+      headers: { authorization: `Basic ${Buffer.from('alice:plain-Secret-1').toString('base64')}` },
+    });
+    expect(response.status).toBe(200);
   });
 });
