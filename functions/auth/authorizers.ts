@@ -29,7 +29,7 @@ export class BasicAuthorizer implements Authorizer {
   async authorize(request: Request, client: ClientInfo, required: Scope[]): Promise<Access> {
     const authorization = request.headers.get('authorization');
     const credentials = basicCredentials(authorization, this.challenge);
-    if (credentials === undefined && authorization !== null) {
+    if (authorization !== null && !/^Basic /i.test(authorization)) {
       throw unauthorized('this registry takes basic credentials', this.challenge);
     }
     if (credentials && !(await this.logins.check(credentials, client.address))) {
@@ -38,7 +38,9 @@ export class BasicAuthorizer implements Authorizer {
     const user = credentials?.user;
     // The version check is how clients learn that a registry wants credentials: never anonymous.
     const denied =
-      user === undefined && required.length === 0 ? 'login' : missing(this.policy, user, required);
+      user === undefined && required.length === 0
+        ? 'login'
+        : firstDenied((scope) => this.policy.allows(user, scope), required);
     if (denied === undefined) return this.policy.accessFor(user);
     if (user === undefined || denied === 'login')
       throw unauthorized('authentication required', this.challenge);
@@ -71,7 +73,8 @@ export class BearerAuthorizer implements Authorizer {
     const token = /^Bearer +([A-Za-z0-9._~+/=-]+) *$/i.exec(authorization ?? '')?.[1];
     if (token === undefined) {
       const policy = this.anonymous;
-      if (policy && required.length > 0 && missing(policy, undefined, required) === undefined) {
+      const anonymous = (scope: Scope) => policy?.allows(undefined, scope) ?? false;
+      if (policy && required.length > 0 && firstDenied(anonymous, required) === undefined) {
         return policy.accessFor(undefined);
       }
       const message =
@@ -89,7 +92,7 @@ export class BearerAuthorizer implements Authorizer {
         this.challenge(request, required, 'invalid_token'),
       );
     }
-    const denied = required.find((scope) => !access.allows(scope));
+    const denied = firstDenied((scope) => access.allows(scope), required);
     if (denied === undefined) return access;
     const challenge = this.challenge(request, required, 'insufficient_scope');
     if (access.user === undefined) throw unauthorized('authentication required', challenge);
@@ -109,9 +112,13 @@ export class BearerAuthorizer implements Authorizer {
   }
 }
 
-/** The first scope the user may not have, or undefined when the policy allows them all. */
-function missing(policy: AccessPolicy, user: string | undefined, required: Scope[]): Scope | undefined {
-  return required.find((scope) => !policy.allows(user, scope));
+/** The first required scope not allowed, narrowed to the actions missing; undefined when all are allowed. */
+function firstDenied(allows: (scope: Scope) => boolean, required: Scope[]): Scope | undefined {
+  for (const scope of required) {
+    const actions = scope.actions.filter((action) => !allows({ ...scope, actions: [action] }));
+    if (actions.length > 0) return { ...scope, actions };
+  }
+  return undefined;
 }
 
 function deniedError(user: string, scope: Scope, headers?: Record<string, string>): RegistryError {

@@ -1,3 +1,4 @@
+import { createHmac, randomBytes } from 'node:crypto';
 import { RegistryError } from '../registry/errors.js';
 import type { PasswordFile } from './htpasswd.js';
 import type { LoginThrottle } from './throttle.js';
@@ -8,8 +9,9 @@ export interface BasicCredentials {
 }
 
 /**
- * The credentials of an `Authorization: Basic` header; undefined when the header is another scheme
- * or absent; an UNAUTHORIZED error (that never repeats the header) when it is malformed.
+ * The credentials of an `Authorization: Basic` header; undefined when the header is another scheme,
+ * absent, or empty credentials (`Og==`, which skopeo and podman send when they have none: anonymous);
+ * an UNAUTHORIZED error (that never repeats the header) when it is malformed.
  */
 export function basicCredentials(
   authorization: string | null,
@@ -21,6 +23,7 @@ export function basicCredentials(
     return undefined;
   }
   const decoded = Buffer.from(match[1], 'base64').toString('utf8');
+  if (decoded === ':') return undefined;
   const colon = decoded.indexOf(':');
   if (colon <= 0) throw unauthorized('malformed basic credentials', challenge);
   return { user: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
@@ -28,6 +31,8 @@ export function basicCredentials(
 
 /** Password checks, throttled: too many failures from a client or for a user answer 429 for a while. */
 export class Logins {
+  private readonly key = randomBytes(32);
+
   constructor(
     private readonly users: PasswordFile,
     private readonly throttle: LoginThrottle,
@@ -43,8 +48,13 @@ export class Logins {
     }
     const ok = await this.users.verify(credentials.user, credentials.password);
     if (ok) this.throttle.succeeded(credentials.user);
-    else this.throttle.failed(client, credentials.user);
+    else this.throttle.failed(client, credentials.user, this.guessOf(credentials));
     return ok;
+  }
+
+  /** Identifies a guess without keeping the password: a hash under a key of this process. */
+  private guessOf({ user, password }: BasicCredentials): string {
+    return createHmac('sha256', this.key).update(user).update('\0').update(password).digest('base64url');
   }
 
   /** The password file's fingerprint of the user's current hash (undefined when the user is gone). */

@@ -1,10 +1,12 @@
 import { createHash } from 'node:crypto';
 
 /**
- * Failed-login throttling: after too many failures in a window, from one client address or for one
- * user name, further attempts are refused (429 with Retry-After) until the window ends, without
- * spending a password check on them. Counts live in this process: on Lambda each container counts
- * its own, which still bounds an attacker's rate per container.
+ * Failed-login throttling: after too many wrong guesses in a window, from one client address or for
+ * one user name, further attempts are refused (429 with Retry-After) until the window ends, without
+ * spending a password check on them. A guess is counted once however often it is retried (ctr sends
+ * one wrong password five times per pull), so retries do not lock out a user, only new guesses do.
+ * Counts live in this process: on Lambda each container counts its own, which still bounds an
+ * attacker's rate per container.
  */
 export interface ThrottleLimits {
   /** Failures allowed per user name in a window. */
@@ -20,7 +22,8 @@ export const DEFAULT_THROTTLE: ThrottleLimits = { perUser: 10, perClient: 30, wi
 const CAPACITY = 10_000;
 
 interface Window {
-  failures: number;
+  /** The distinct wrong guesses seen (opaque ids), up to the limit. */
+  guesses: Set<string>;
   ends: number;
 }
 
@@ -37,22 +40,23 @@ export class LoginThrottle {
     const now = this.now();
     const waits = this.keys(client, user).map(([key, limit]) => {
       const window = this.windows.get(key);
-      return window && window.ends > now && window.failures >= limit ? window.ends - now : 0;
+      return window && window.ends > now && window.guesses.size >= limit ? window.ends - now : 0;
     });
     return Math.ceil(Math.max(0, ...waits) / 1000);
   }
 
-  failed(client: string | undefined, user: string | undefined): void {
+  /** Records a wrong guess (an opaque id of the user and password tried, e.g. a keyed hash). */
+  failed(client: string | undefined, user: string | undefined, guess: string): void {
     const now = this.now();
-    for (const [key] of this.keys(client, user)) {
+    for (const [key, limit] of this.keys(client, user)) {
       let window = this.windows.get(key);
       if (!window || window.ends <= now) {
         this.windows.delete(key);
         if (this.windows.size >= CAPACITY) this.evict(now);
-        window = { failures: 0, ends: now + this.limits.windowMs };
+        window = { guesses: new Set(), ends: now + this.limits.windowMs };
         this.windows.set(key, window);
       }
-      window.failures += 1;
+      if (window.guesses.size < limit) window.guesses.add(guess);
     }
   }
 

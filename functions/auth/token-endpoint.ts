@@ -1,5 +1,5 @@
 import type { ClientInfo, Scope } from './access.js';
-import { parseScope } from './access.js';
+import { formatScope, parseScope } from './access.js';
 import { basicCredentials, type Logins } from './credentials.js';
 import type { AccessPolicy } from './policy.js';
 import { TokenError, type TokenIssuer } from './tokens.js';
@@ -128,18 +128,14 @@ export class TokenEndpoint {
       offline && user !== undefined && fingerprint !== undefined
         ? await this.issuer.refreshToken(user, fingerprint)
         : undefined;
-    const body = {
+    return json(200, {
       token,
       access_token: token,
       token_type: 'Bearer',
       expires_in: expiresIn,
       issued_at: issuedAt.toISOString(),
-      scope: granted.map((s) => `${s.type}:${s.name}:${s.actions.join(',')}`).join(' '),
+      scope: granted.map(formatScope).join(' '),
       ...(refresh ? { refresh_token: refresh } : {}),
-    };
-    return new Response(JSON.stringify(body), {
-      status: 200,
-      headers: { 'Content-Type': 'application/json', 'Cache-Control': 'no-store', Pragma: 'no-cache' },
     });
   }
 }
@@ -179,16 +175,26 @@ function tokenErrorResponse(error: RegistryError): Response {
       : error.code === 'TOOMANYREQUESTS'
         ? 'slow_down'
         : 'invalid_request');
-  const body = JSON.stringify({
-    errors: [{ code: error.code, message: error.message, detail: null }],
-    error: oauth,
-    error_description: error.message,
-  });
+  return json(
+    error.status,
+    {
+      errors: [{ code: error.code, message: error.message, detail: null }],
+      error: oauth,
+      error_description: error.message,
+    },
+    error.headers,
+  );
+}
+
+/** A JSON answer of the token endpoint: never cached, as it holds or concerns credentials. */
+function json(status: number, value: unknown, headers: Record<string, string> = {}): Response {
+  const body = JSON.stringify(value);
   return new Response(body, {
-    status: error.status,
+    status,
     headers: {
-      ...error.headers,
+      ...headers,
       'Content-Type': 'application/json; charset=utf-8',
+      'Content-Length': String(Buffer.byteLength(body)),
       'Cache-Control': 'no-store',
     },
   });

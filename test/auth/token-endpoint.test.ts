@@ -63,7 +63,8 @@ function post(form: Record<string, string | string[]>, on = registry, contentTyp
 async function granted(response: Response): Promise<TokenBody> {
   const text = await response.text();
   expect(response.status, text).toBe(200);
-  expect(response.headers.get('content-type')).toBe('application/json');
+  expect(response.headers.get('content-type')).toBe('application/json; charset=utf-8');
+  expect(Number(response.headers.get('content-length'))).toBe(Buffer.byteLength(text));
   expect(response.headers.get('cache-control')).toBe('no-store');
   const body = JSON.parse(text) as TokenBody;
   expect(body.access_token).toBe(body.token);

@@ -7,9 +7,15 @@
 //   containerd      - a containerd 1.6 per suite (generated config.toml: own root/state/socket, cri plugin
 //                     disabled, content not shared between namespaces so a pull in a new namespace really
 //                     downloads), driven with `ctr -a SOCKET --plain-http`
+// By default registries are reached over plain HTTP (or TLS without verification). For HTTPS with a test
+// CA, each client is told to trust the CA and verifies the registry's certificate: skopeo and podman get
+// --cert-dir (Skopeo/Podman.create({ caCert })), ctr a hosts.toml per registry (Containerd.trust), and
+// dockerd, which never verifies loopback registries, reaches the registry by name through a forward proxy
+// with the CA in its certs.d (DockerDaemon.start({ httpsProxy }), trustCa).
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { Login } from './auth.js';
 import {
   hashCommandOutput,
   makeTempDir,
@@ -26,6 +32,51 @@ import { writeDirTar } from './images.js';
 
 const SYSTEM_BLOB_CACHE = '/var/lib/containers/cache';
 const LONG = 300_000;
+
+/** How skopeo and podman reach registries over TLS. */
+export interface TlsTrustOptions {
+  /** Verify registries' certificates against this CA (PEM file) instead of turning TLS verification off. */
+  caCert?: string;
+}
+
+/**
+ * A directory holding only the CA as ca.crt (the --cert-dir layout), under `dir`; undefined without a CA.
+ * Also creates `dir/no-certs`, an empty --cert-dir that trusts nothing beyond the system roots.
+ */
+async function certDirFor(dir: string, caCert: string | undefined): Promise<string | undefined> {
+  await mkdir(join(dir, 'no-certs'));
+  if (caCert === undefined) return undefined;
+  await mkdir(join(dir, 'certs'));
+  await copyFile(caCert, join(dir, 'certs', 'ca.crt'));
+  return join(dir, 'certs');
+}
+
+/** `--[prefix]cert-dir DIR` (TLS verified against the CA), or `--[prefix]tls-verify=false` without one. */
+function tlsFlags(certDir: string | undefined, prefix = ''): string[] {
+  return certDir === undefined ? [`--${prefix}tls-verify=false`] : [`--${prefix}cert-dir`, certDir];
+}
+
+/** Login flags for skopeo and podman; `trustCa: false` verifies TLS against the system roots only. */
+function loginFlags(dir: string, certDir: string | undefined, login: Login, trustCa: boolean): string[] {
+  return [
+    '--authfile',
+    join(dir, 'auth.json'),
+    ...(trustCa ? tlsFlags(certDir) : ['--tls-verify=true', '--cert-dir', join(dir, 'no-certs')]),
+    '--username',
+    login.user,
+    '--password',
+    login.password,
+  ];
+}
+
+/** Credentials for one side of a skopeo copy: a login, or 'anonymous' (no credentials, not even the auth file's). */
+export type CopyCredentials = Login | 'anonymous';
+
+function credentialFlags(side: 'src' | 'dest', creds: CopyCredentials | undefined): string[] {
+  if (creds === undefined) return [];
+  if (creds === 'anonymous') return [`--${side}-no-creds`];
+  return [`--${side}-creds`, `${creds.user}:${creds.password}`];
+}
 
 async function isolatedCacheCommand(
   cacheDir: string,
@@ -56,16 +107,18 @@ export class Skopeo {
   private constructor(
     readonly dir: string,
     private readonly bin: string,
+    /** A --cert-dir holding the CA registries are verified against; undefined: TLS verification off. */
+    readonly certDir: string | undefined,
   ) {}
 
-  static async create(): Promise<Skopeo> {
+  static async create(options: TlsTrustOptions = {}): Promise<Skopeo> {
     requireRoot();
     const bin = requireBinary('skopeo', 'skopeo');
     const dir = await makeTempDir('skopeo');
     await mkdir(join(dir, 'cache'));
     await mkdir(join(dir, 'tmp'));
     await writeFile(join(dir, 'auth.json'), '{}\n');
-    return new Skopeo(dir, bin);
+    return new Skopeo(dir, bin, await certDirFor(dir, options.caCert));
   }
 
   get cacheDir(): string {
@@ -88,19 +141,30 @@ export class Skopeo {
     });
   }
 
-  /** skopeo copy between transports (docker:// refs use plain http); --preserve-digests by default. */
+  /**
+   * skopeo copy between transports (docker:// refs use plain http, or TLS verified against the CA);
+   * --preserve-digests by default. Without credentials for a side, skopeo uses its auth file (login).
+   */
   async copy(
     src: string,
     dest: string,
-    options: { all?: boolean; preserveDigests?: boolean; extra?: string[] } = {},
+    options: {
+      all?: boolean;
+      preserveDigests?: boolean;
+      extra?: string[];
+      srcCreds?: CopyCredentials;
+      destCreds?: CopyCredentials;
+    } = {},
   ): Promise<RunResult> {
     const args = [
       'copy',
       '--quiet',
       '--retry-times',
       '0',
-      '--src-tls-verify=false',
-      '--dest-tls-verify=false',
+      ...tlsFlags(this.certDir, 'src-'),
+      ...tlsFlags(this.certDir, 'dest-'),
+      ...credentialFlags('src', options.srcCreds),
+      ...credentialFlags('dest', options.destCreds),
     ];
     if (options.preserveDigests ?? true) args.push('--preserve-digests');
     if (options.all === true) args.push('--all');
@@ -110,14 +174,26 @@ export class Skopeo {
 
   async inspectRaw(ref: string): Promise<Buffer> {
     const result = await this.run(
-      ['inspect', '--raw', '--retry-times', '0', '--tls-verify=false', ref],
+      ['inspect', '--raw', '--retry-times', '0', ...tlsFlags(this.certDir), ref],
       60_000,
     );
     return Buffer.from(result.stdout, 'utf8');
   }
 
   async delete(ref: string): Promise<RunResult> {
-    return this.run(['delete', '--tls-verify=false', ref], 60_000);
+    return this.run(['delete', ...tlsFlags(this.certDir), ref], 60_000);
+  }
+
+  /** skopeo login into this instance's auth file; `trustCa: false` checks TLS against the system roots only. */
+  async login(host: string, login: Login, options: { trustCa?: boolean } = {}): Promise<RunResult> {
+    return this.run(
+      ['login', ...loginFlags(this.dir, this.certDir, login, options.trustCa ?? true), host],
+      60_000,
+    );
+  }
+
+  async logout(host: string): Promise<RunResult> {
+    return this.run(['logout', '--authfile', join(this.dir, 'auth.json'), host], 60_000);
   }
 
   async dispose(): Promise<void> {
@@ -140,9 +216,11 @@ export class Podman {
   private constructor(
     readonly dir: string,
     private readonly bin: string,
+    /** A --cert-dir holding the CA registries are verified against; undefined: TLS verification off. */
+    readonly certDir: string | undefined,
   ) {}
 
-  static async create(): Promise<Podman> {
+  static async create(options: TlsTrustOptions = {}): Promise<Podman> {
     requireRoot();
     const bin = requireBinary('podman', 'podman');
     const dir = await makeTempDir('podman');
@@ -150,7 +228,7 @@ export class Podman {
     await writeFile(join(dir, 'auth.json'), '{}\n');
     await writeFile(join(dir, 'registries.conf'), 'unqualified-search-registries = []\n');
     await writeFile(join(dir, 'containers.conf'), '[engine]\nevents_logger = "file"\n');
-    return new Podman(dir, bin);
+    return new Podman(dir, bin, await certDirFor(dir, options.caCert));
   }
 
   async run(args: readonly string[], timeoutMs = LONG, allowFailure = false): Promise<RunResult> {
@@ -199,7 +277,7 @@ export class Podman {
     await this.run([
       'push',
       '--quiet',
-      '--tls-verify=false',
+      ...tlsFlags(this.certDir),
       '--digestfile',
       digestFile,
       ...extra,
@@ -210,7 +288,7 @@ export class Podman {
   }
 
   async pull(ref: string, extra: string[] = [], allowFailure = false): Promise<RunResult> {
-    return this.run(['pull', '--quiet', '--tls-verify=false', ...extra, ref], LONG, allowFailure);
+    return this.run(['pull', '--quiet', ...tlsFlags(this.certDir), ...extra, ref], LONG, allowFailure);
   }
 
   async inspect(ref: string): Promise<PodmanImage> {
@@ -234,13 +312,25 @@ export class Podman {
       'push',
       '--all',
       '--quiet',
-      '--tls-verify=false',
+      ...tlsFlags(this.certDir),
       '--digestfile',
       digestFile,
       listName,
       dest,
     ]);
     return (await readFile(digestFile, 'utf8')).trim();
+  }
+
+  /** podman login into this instance's auth file; `trustCa: false` checks TLS against the system roots only. */
+  async login(host: string, login: Login, options: { trustCa?: boolean } = {}): Promise<RunResult> {
+    return this.run(
+      ['login', ...loginFlags(this.dir, this.certDir, login, options.trustCa ?? true), host],
+      60_000,
+    );
+  }
+
+  async logout(host: string): Promise<RunResult> {
+    return this.run(['logout', '--authfile', join(this.dir, 'auth.json'), host], 60_000);
   }
 
   async dispose(): Promise<void> {
@@ -257,6 +347,18 @@ export interface DockerImage {
   RootFS: { Layers: string[] };
 }
 
+export interface DockerOptions {
+  /**
+   * A forward proxy (http://127.0.0.1:PORT, see startConnectProxy) dockerd reaches registries through.
+   * dockerd then runs in a private mount namespace with its own /etc/docker (so certs.d is this daemon's,
+   * see trustCa) and a /etc/resolv.conf that resolves nothing: a registry name is never looked up, so
+   * dockerd does not take it for an insecure loopback registry and verifies its certificate against
+   * certs.d/NAME/ca.crt. (dockerd 20.10 treats 127.0.0.0/8 as insecure: it skips verification there,
+   * ignores certs.d, and would fall back to plain HTTP.)
+   */
+  httpsProxy?: string;
+}
+
 export class DockerDaemon {
   private constructor(
     readonly dir: string,
@@ -268,17 +370,57 @@ export class DockerDaemon {
     return join(this.dir, 'docker.sock');
   }
 
-  static async start(): Promise<DockerDaemon> {
+  /** This daemon's /etc/docker/certs.d (with httpsProxy; the system's otherwise). */
+  get certsDir(): string {
+    return join(this.dir, 'etc', 'certs.d');
+  }
+
+  static async start(options: DockerOptions = {}): Promise<DockerDaemon> {
     requireRoot();
     const dockerd = requireBinary('dockerd', 'docker.io');
     const cli = requireBinary('docker', 'docker.io');
     requireBinary('containerd', 'containerd');
     const dir = await makeTempDir('docker');
     await mkdir(join(dir, 'config'));
+    let command = dockerd;
+    let prefix: string[] = [];
+    let env = process.env;
+    if (options.httpsProxy !== undefined) {
+      requireBinary('unshare', 'util-linux');
+      requireBinary('mount', 'mount');
+      await mkdir(join(dir, 'etc', 'certs.d'), { recursive: true });
+      await writeFile(join(dir, 'resolv.conf'), 'nameserver 127.0.0.1\n');
+      // The mount point; the docker.io package creates it anyway.
+      await mkdir('/etc/docker', { recursive: true });
+      command = 'unshare';
+      prefix = [
+        '--mount',
+        '--propagation',
+        'private',
+        '--',
+        'sh',
+        '-c',
+        'mount --bind "$0" /etc/docker && mount --bind "$1" /etc/resolv.conf && shift && exec "$@"',
+        join(dir, 'etc'),
+        join(dir, 'resolv.conf'),
+        dockerd,
+      ];
+      const proxy = options.httpsProxy;
+      env = {
+        ...process.env,
+        HTTPS_PROXY: proxy,
+        https_proxy: proxy,
+        HTTP_PROXY: proxy,
+        http_proxy: proxy,
+        NO_PROXY: '',
+        no_proxy: '',
+      };
+    }
     const daemon = startDaemon(
       'dockerd',
-      dockerd,
+      command,
       [
+        ...prefix,
         '--iptables=false',
         '--ip6tables=false',
         '--bridge=none',
@@ -293,6 +435,7 @@ export class DockerDaemon {
         `unix://${join(dir, 'docker.sock')}`,
       ],
       join(dir, 'dockerd.log'),
+      env,
     );
     const docker = new DockerDaemon(dir, cli, daemon);
     try {
@@ -322,6 +465,32 @@ export class DockerDaemon {
 
   async logTail(lines = 40): Promise<string> {
     return this.daemon.tail(lines);
+  }
+
+  /** Trusts caCert for registry `host` (host:port): certs.d/HOST/ca.crt, read by dockerd on each connection. */
+  async trustCa(host: string, caCert: string): Promise<void> {
+    await mkdir(join(this.certsDir, host), { recursive: true });
+    await copyFile(caCert, join(this.certsDir, host, 'ca.crt'));
+  }
+
+  async untrustCa(host: string): Promise<void> {
+    await rm(join(this.certsDir, host), { recursive: true, force: true });
+  }
+
+  /** docker login (credentials land in this daemon's DOCKER_CONFIG/config.json). */
+  async login(host: string, login: Login): Promise<RunResult> {
+    return this.run(['login', '--username', login.user, '--password', login.password, host], 60_000);
+  }
+
+  async logout(host: string): Promise<RunResult> {
+    return this.run(['logout', host], 60_000);
+  }
+
+  /** What docker login stored for `host` in config.json: the basic `auth` and the `identitytoken`, if any. */
+  async storedLogin(host: string): Promise<{ auth?: string; identitytoken?: string } | undefined> {
+    const text = await readFile(join(this.dir, 'config', 'config.json'), 'utf8').catch(() => '{}');
+    const config = JSON.parse(text) as { auths?: Record<string, { auth?: string; identitytoken?: string }> };
+    return config.auths?.[host];
   }
 
   /** `docker load -i archive`; returns the loaded image reference(s) docker printed. */
@@ -358,6 +527,12 @@ export class DockerDaemon {
     await this.run(['rmi', '--force', ...refs], 120_000, true);
   }
 
+  /** Removes every image, so that the next pull downloads everything. */
+  async removeAllImages(): Promise<void> {
+    const ids = (await this.run(['images', '--all', '--quiet'], 60_000)).stdout.split('\n').filter(Boolean);
+    if (ids.length > 0) await this.run(['rmi', '--force', ...new Set(ids)], 120_000);
+  }
+
   async stop(): Promise<void> {
     await this.daemon.stop(30_000);
     await removeTempDir(this.dir);
@@ -366,7 +541,14 @@ export class DockerDaemon {
 
 // ---------------------------------------------------------------------------------------------------------
 
+function userFlags(login: Login | undefined): string[] {
+  return login === undefined ? [] : ['--user', `${login.user}:${login.password}`];
+}
+
 export class Containerd {
+  /** Registries (host:port) reached over HTTPS with a hosts.toml; see trust(). */
+  private readonly trusted = new Set<string>();
+
   private constructor(
     readonly dir: string,
     private readonly ctrBin: string,
@@ -464,14 +646,58 @@ export class Containerd {
     }
   }
 
-  async push(namespace: string, ref: string): Promise<RunResult> {
-    return this.ctr(namespace, ['images', 'push', '--plain-http', ref]);
+  /**
+   * Reaches registry `host` (host:port) over HTTPS, verifying its certificate against caCert (without
+   * one: against the system roots only). Writes HOSTS_DIR/HOST/hosts.toml, which push and pull then use
+   * (--hosts-dir): ctr 1.6 takes loopback registries for plain HTTP otherwise, even with --tlscacert.
+   */
+  async trust(host: string, caCert?: string): Promise<void> {
+    await mkdir(join(this.hostsDir, host), { recursive: true });
+    await writeFile(
+      join(this.hostsDir, host, 'hosts.toml'),
+      [
+        `server = "https://${host}"`,
+        ...(caCert === undefined ? [] : [`ca = ${JSON.stringify(caCert)}`]),
+        // containerd 1.6 refuses a hosts.toml without a host table (and falls back to plain HTTP); an
+        // empty one keeps the server as the only endpoint (each [host."..."] entry is tried before it).
+        '[host]',
+        '',
+      ].join('\n'),
+    );
+    this.trusted.add(host);
   }
 
-  async pull(namespace: string, ref: string, allPlatforms = false, allowFailure = false): Promise<RunResult> {
+  private get hostsDir(): string {
+    return join(this.dir, 'hosts');
+  }
+
+  /** --hosts-dir for registries given to trust(), --plain-http for the others. */
+  private registryFlags(ref: string): string[] {
+    const host = ref.split('/')[0] ?? '';
+    return this.trusted.has(host) ? ['--hosts-dir', this.hostsDir] : ['--plain-http'];
+  }
+
+  async push(namespace: string, ref: string, login?: Login): Promise<RunResult> {
+    return this.ctr(namespace, ['images', 'push', ...this.registryFlags(ref), ...userFlags(login), ref]);
+  }
+
+  async pull(
+    namespace: string,
+    ref: string,
+    allPlatforms = false,
+    allowFailure = false,
+    login?: Login,
+  ): Promise<RunResult> {
     return this.ctr(
       namespace,
-      ['images', 'pull', '--plain-http', ...(allPlatforms ? ['--all-platforms'] : []), ref],
+      [
+        'images',
+        'pull',
+        ...this.registryFlags(ref),
+        ...userFlags(login),
+        ...(allPlatforms ? ['--all-platforms'] : []),
+        ref,
+      ],
       LONG,
       allowFailure,
     );

@@ -3,9 +3,21 @@
 // matter to the distribution protocol, bytes each way), so tests can assert what happened on the wire (e.g.
 // a cross-repository mount answered 201) whatever the registry's own log format, and failures can show
 // the HTTP exchange. The Host header is passed through unchanged, so Location URLs point back at the proxy.
+// With `tls`, the proxy serves HTTPS with the registry's own certificate and talks HTTPS to it, so clients
+// verify the same chain either way; it records the TLS version of each exchange and every failed handshake.
+// startConnectProxy is a forward proxy for clients that must reach the registry by name (see tls.ts).
 import { appendFileSync } from 'node:fs';
-import { Agent, createServer, request, type IncomingHttpHeaders } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import {
+  Agent,
+  createServer,
+  request,
+  type IncomingHttpHeaders,
+  type IncomingMessage,
+  type ServerResponse,
+} from 'node:http';
+import { Agent as HttpsAgent, createServer as createHttpsServer, request as httpsRequest } from 'node:https';
+import { connect, type AddressInfo, type Socket } from 'node:net';
+import { TLSSocket } from 'node:tls';
 
 export interface Exchange {
   seq: number;
@@ -20,6 +32,12 @@ export interface Exchange {
   resBytes: number;
   ms: number;
   userAgent: string;
+  /** The TLS version of the client's connection (e.g. TLSv1.3); absent over plain HTTP. */
+  tls?: string;
+  /** The scheme of the request's Authorization header (Basic, Bearer), never the credentials. */
+  authScheme?: string;
+  /** The first `errors[].code` of a JSON error response (UNAUTHORIZED, DENIED, ...). */
+  errorCode?: string;
   error?: string;
 }
 
@@ -43,7 +61,21 @@ const RES_KEEP = [
   'docker-content-digest',
   'docker-upload-uuid',
   'oci-subject',
+  'www-authenticate',
 ];
+
+/** Error bodies are read (for their code) up to this size. */
+const MAX_ERROR_BODY = 16 * 1024;
+
+function errorCodeOf(body: Buffer): string | undefined {
+  try {
+    const parsed = JSON.parse(body.toString('utf8')) as { errors?: { code?: unknown }[] };
+    const code = parsed.errors?.[0]?.code;
+    return typeof code === 'string' ? code : undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 function pick(headers: IncomingHttpHeaders, names: readonly string[]): Record<string, string> {
   const out: Record<string, string> = {};
@@ -70,15 +102,31 @@ export function formatExchange(e: Exchange): string {
   const res = Object.entries(e.res)
     .map(([k, v]) => `${k}=${v}`)
     .join(' ');
+  const extra = [
+    e.tls === undefined ? '' : ` ${e.tls}`,
+    e.authScheme === undefined ? '' : ` auth=${e.authScheme}`,
+    e.errorCode === undefined ? '' : ` code=${e.errorCode}`,
+  ].join('');
   return (
     `#${e.seq} ${e.method} ${e.url.length > 200 ? `${e.url.slice(0, 200)}...` : e.url} -> ${e.status} (${e.ms.toFixed(0)} ms, up ${e.reqBytes} B, down ${e.resBytes} B)` +
-    ` [${e.userAgent.slice(0, 40)}] req{${req}} res{${res}}${e.error === undefined ? '' : ` ERROR ${e.error}`}`
+    ` [${e.userAgent.slice(0, 40)}]${extra} req{${req}} res{${res}}${e.error === undefined ? '' : ` ERROR ${e.error}`}`
   );
+}
+
+/** TLS for the recording proxy: what it presents to clients, and what it trusts upstream. */
+export interface ProxyTls {
+  /** PEM certificate and key the proxy serves (the registry's own). */
+  cert: string;
+  key: string;
+  /** PEM of the CA the registry's certificate is verified against. */
+  ca: string;
 }
 
 export interface RecordingProxy {
   port: number;
   exchanges: Exchange[];
+  /** TLS handshakes that failed (a client that does not trust the certificate aborts one), in order. */
+  handshakeFailures: string[];
   close(): Promise<void>;
 }
 
@@ -86,13 +134,19 @@ export async function startRecordingProxy(
   upstreamPort: number,
   logFile: string,
   upstreamHost = '127.0.0.1',
+  tls?: ProxyTls,
 ): Promise<RecordingProxy> {
   const exchanges: Exchange[] = [];
-  const agent = new Agent({ keepAlive: true, maxSockets: 64 });
+  const handshakeFailures: string[] = [];
+  const agent = tls
+    ? new HttpsAgent({ keepAlive: true, maxSockets: 64, ca: tls.ca })
+    : new Agent({ keepAlive: true, maxSockets: 64 });
+  const send = tls ? httpsRequest : request;
   let seq = 0;
 
-  const server = createServer((req, res) => {
+  const handle = (req: IncomingMessage, res: ServerResponse): void => {
     const started = performance.now();
+    const authorization = req.headers.authorization;
     const exchange: Exchange = {
       seq: ++seq,
       method: req.method ?? '?',
@@ -104,6 +158,8 @@ export async function startRecordingProxy(
       resBytes: 0,
       ms: 0,
       userAgent: req.headers['user-agent'] ?? '',
+      ...(req.socket instanceof TLSSocket ? { tls: req.socket.getProtocol() ?? 'unknown' } : {}),
+      ...(authorization === undefined ? {} : { authScheme: authorization.split(' ')[0] ?? '' }),
     };
     let done = false;
     const finish = (error?: string): void => {
@@ -126,7 +182,7 @@ export async function startRecordingProxy(
     ) {
       headers.push('Content-Length', '0');
     }
-    const upstream = request({
+    const upstream = send({
       host: upstreamHost,
       port: upstreamPort,
       method: req.method,
@@ -145,11 +201,16 @@ export async function startRecordingProxy(
       exchange.res = pick(up.headers, RES_KEEP);
       // Without Content-Length, Node frames the body as chunked again.
       res.writeHead(up.statusCode ?? 502, up.statusMessage, forwardHeaders(up.rawHeaders));
+      const errorBody: Buffer[] = [];
+      const keepError = exchange.status >= 400 && /json/i.test(up.headers['content-type'] ?? '');
       up.on('data', (chunk: Buffer) => {
+        if (keepError && exchange.resBytes < MAX_ERROR_BODY) errorBody.push(chunk);
         exchange.resBytes += chunk.length;
       });
       up.pipe(res);
       up.on('end', () => {
+        const code = keepError ? errorCodeOf(Buffer.concat(errorBody)) : undefined;
+        if (code !== undefined) exchange.errorCode = code;
         finish();
       });
       up.on('error', (err) => {
@@ -177,10 +238,15 @@ export async function startRecordingProxy(
         upstream.destroy();
       }
     });
-  });
+  };
+  const server = tls ? createHttpsServer({ cert: tls.cert, key: tls.key }, handle) : createServer(handle);
   // Docker probes https first on insecure registries: answer the TLS hello with a plain close.
   server.on('clientError', (_err, socket) => {
     socket.destroy();
+  });
+  server.on('tlsClientError', (err: Error) => {
+    handshakeFailures.push(err.message);
+    appendFileSync(logFile, `TLS handshake failed: ${err.message}\n`);
   });
   server.keepAliveTimeout = 30_000;
   await new Promise<void>((resolve, reject) => {
@@ -193,6 +259,7 @@ export async function startRecordingProxy(
   return {
     port,
     exchanges,
+    handshakeFailures,
     async close() {
       server.closeAllConnections();
       await new Promise<void>((resolve) =>
@@ -201,6 +268,76 @@ export async function startRecordingProxy(
         }),
       );
       agent.destroy();
+    },
+  };
+}
+
+export interface ConnectProxy {
+  port: number;
+  /** Every CONNECT asked for (host:port), in order, and whether it was let through. */
+  tunnels: { target: string; allowed: boolean }[];
+  /** Lets `CONNECT ${hostname}:${port}` through to 127.0.0.1:port. */
+  allow(port: number): void;
+  close(): Promise<void>;
+}
+
+/**
+ * A forward proxy (HTTP CONNECT) that only tunnels `hostname:PORT` to 127.0.0.1:PORT for allowed ports and
+ * refuses anything else (nothing else is contacted): a client that never resolves hostname reaches a
+ * registry on this machine by that name, and verifies its certificate for that name.
+ */
+export async function startConnectProxy(hostname: string): Promise<ConnectProxy> {
+  const tunnels: ConnectProxy['tunnels'] = [];
+  const allowed = new Set<number>();
+  const sockets = new Set<Socket>();
+  const track = (socket: Socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+  };
+  const server = createServer((_req, res) => {
+    res.writeHead(403, { 'content-type': 'text/plain' });
+    res.end('e2e connect proxy: only CONNECT is served\n');
+  });
+  server.on('connect', (req: IncomingMessage, client: Socket, head: Buffer) => {
+    track(client);
+    const target = req.url ?? '';
+    const match = /^([^:]+):(\d+)$/.exec(target);
+    const port = Number(match?.[2]);
+    const ok = match?.[1] === hostname && allowed.has(port);
+    tunnels.push({ target, allowed: ok });
+    if (!ok) {
+      client.end('HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n');
+      return;
+    }
+    const upstream = connect(port, '127.0.0.1', () => {
+      client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+      if (head.length > 0) upstream.write(head);
+      upstream.pipe(client);
+      client.pipe(upstream);
+    });
+    track(upstream);
+    upstream.on('error', () => client.destroy());
+    client.on('error', () => upstream.destroy());
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      resolve();
+    });
+  });
+  const { port } = server.address() as AddressInfo;
+  return {
+    port,
+    tunnels,
+    allow: (p) => allowed.add(p),
+    async close() {
+      for (const socket of sockets) socket.destroy();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) =>
+        server.close(() => {
+          resolve();
+        }),
+      );
     },
   };
 }

@@ -5,6 +5,8 @@
 // RegistryUnderTest.start('local-aws') (not selectable with E2E_REGISTRY) starts the AWS deployment's shape
 // instead: node dist/local-aws.mjs (API Gateway front -> Lambda handler -> S3 + DynamoDB Local), built first
 // with the esbuild command of `npm run local:aws`.
+// For "ours", StartOptions.tls serves HTTPS (the proxy then serves HTTPS with the same certificate) and
+// StartOptions.config adds configuration sections (auth, access) through a config.yml.
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
@@ -12,6 +14,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createGunzip } from 'node:zlib';
+import { stringify } from 'yaml';
 import {
   descendantProcesses,
   makeTempDir,
@@ -25,6 +28,7 @@ import {
   type ProcessInfo,
 } from './exec.js';
 import { freePort } from '../../support/registry-process.js';
+import { httpRequestOnce } from './http.js';
 import { formatExchange, startRecordingProxy, type Exchange, type RecordingProxy } from './proxy.js';
 
 export type RegistryKind = 'ours' | 'distribution' | 'local-aws';
@@ -34,6 +38,20 @@ export interface StartOptions {
   s3?: 'rgw' | 'fauxqs';
   /** local-aws only: how long to wait for it to listen. Default 120 s (Ceph and DynamoDB Local start). */
   startTimeoutMs?: number;
+  /** ours only: serve HTTPS only, with this certificate (PEM files), verified against `ca`. */
+  tls?: RegistryTls;
+  /**
+   * ours only: configuration sections (auth, access, ...) written to the config.yml the server starts with;
+   * the REGISTRY_* settings (address, storage, deletes, log level) still apply over it.
+   */
+  config?: Record<string, unknown>;
+}
+
+export interface RegistryTls {
+  certificate: string;
+  key: string;
+  /** The CA that signed the certificate: what the harness trusts when it talks to the registry. */
+  ca: string;
 }
 
 /** The line dist/local-aws.mjs logs once it serves. */
@@ -80,6 +98,8 @@ export class RegistryUnderTest {
     readonly directPort: number,
     /** local-aws: the processes it had started when it was ready (Ceph daemons, java); otherwise empty. */
     readonly childProcesses: readonly ProcessInfo[] = [],
+    /** The PEM of the CA that signed its certificate when it serves HTTPS. */
+    readonly caPem?: string,
   ) {}
 
   /** local-aws: the child processes still running after stop() (and then killed); otherwise empty. */
@@ -96,7 +116,17 @@ export class RegistryUnderTest {
   }
 
   get url(): string {
-    return `http://${this.host}`;
+    return `${this.caPem === undefined ? 'http' : 'https'}://${this.host}`;
+  }
+
+  /** The registry's own address, without the proxy: `https://` when it serves TLS. */
+  get directUrl(): string {
+    return `${this.caPem === undefined ? 'http' : 'https'}://127.0.0.1:${this.directPort}`;
+  }
+
+  /** TLS handshakes the proxy saw fail (clients that do not trust the certificate abort them). */
+  get handshakeFailures(): readonly string[] {
+    return this.proxy.handshakeFailures;
   }
 
   get exchanges(): readonly Exchange[] {
@@ -117,6 +147,11 @@ export class RegistryUnderTest {
     options: StartOptions = {},
   ): Promise<RegistryUnderTest> {
     if (kind === 'local-aws') return RegistryUnderTest.startLocalAws(options);
+    if (kind !== 'ours' && (options.tls !== undefined || options.config !== undefined)) {
+      throw new Error(
+        `e2e: StartOptions.tls and .config are only for the registry of this project, not ${kind}`,
+      );
+    }
     const dir = await makeTempDir(`registry-${kind}`);
     const dataDir = join(dir, 'data');
     const port = await freePort();
@@ -132,7 +167,17 @@ export class RegistryUnderTest {
             'or run the suite against CNCF distribution with E2E_REGISTRY=distribution',
         );
       }
-      daemon = startDaemon('registry', process.execPath, ['--enable-source-maps', entry], logFile, {
+      const args = ['--enable-source-maps', entry];
+      const { tls, config } = options;
+      if (tls !== undefined || config !== undefined) {
+        const configFile = join(dir, 'config.yml');
+        const http = { ...(config?.http as object | undefined) };
+        if (tls !== undefined) Object.assign(http, { tls: { certificate: tls.certificate, key: tls.key } });
+        const sections = { version: '0.1', ...config, ...(Object.keys(http).length > 0 ? { http } : {}) };
+        await writeFile(configFile, stringify(sections));
+        args.push(configFile);
+      }
+      daemon = startDaemon('registry', process.execPath, args, logFile, {
         ...process.env,
         REGISTRY_HTTP_ADDR: addr,
         REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: dataDir,
@@ -166,14 +211,19 @@ export class RegistryUnderTest {
       );
       daemon = startDaemon('docker-registry', bin, ['serve', config], logFile);
     }
+    const caPem = options.tls === undefined ? undefined : await readFile(options.tls.ca, 'utf8');
+    // With authentication, the version check answers 401 with a challenge.
+    const ready = options.config?.auth === undefined ? [200] : [401];
     try {
       await waitFor(
-        `the ${kind} registry to answer GET /v2/ with 200 on ${addr}`,
+        `the ${kind} registry to answer GET /v2/ with ${ready.join(' or ')} on ${addr}`,
         async () => {
           if (daemon.exited()) throw new Error('exited');
-          const res = await fetch(`http://${addr}/v2/`, { signal: AbortSignal.timeout(2_000) });
-          await res.arrayBuffer();
-          return res.status === 200;
+          const res = await httpRequestOnce(`${caPem === undefined ? 'http' : 'https'}://${addr}/v2/`, {
+            timeoutMs: 2_000,
+            ...(caPem === undefined ? {} : { ca: caPem }),
+          });
+          return ready.includes(res.status);
         },
         30_000,
         async () => `--- registry log (tail) ---\n${await daemon.tail()}`,
@@ -183,8 +233,16 @@ export class RegistryUnderTest {
       await removeTempDir(dir);
       throw err;
     }
-    const proxy = await startRecordingProxy(port, join(dir, 'exchanges.log'));
-    return new RegistryUnderTest(kind, dir, dataDir, daemon, proxy, port);
+    const proxyTls =
+      options.tls === undefined || caPem === undefined
+        ? undefined
+        : {
+            cert: await readFile(options.tls.certificate, 'utf8'),
+            key: await readFile(options.tls.key, 'utf8'),
+            ca: caPem,
+          };
+    const proxy = await startRecordingProxy(port, join(dir, 'exchanges.log'), '127.0.0.1', proxyTls);
+    return new RegistryUnderTest(kind, dir, dataDir, daemon, proxy, port, [], caPem);
   }
 
   private static async startLocalAws(options: StartOptions): Promise<RegistryUnderTest> {
@@ -252,7 +310,15 @@ export class RegistryUnderTest {
     await removeTempDir(this.dir);
   }
 
+  /** The helpers below use the global fetch: plain HTTP and no authentication only. */
+  private plainHttp(what: string): void {
+    if (this.caPem !== undefined) {
+      throw new Error(`e2e: ${what} speaks plain HTTP; this registry serves HTTPS (use harness/auth.ts)`);
+    }
+  }
+
   async getManifest(repo: string, ref: string, method: 'GET' | 'HEAD' = 'GET'): Promise<ManifestResponse> {
+    this.plainHttp('getManifest');
     const res = await fetch(`${this.url}/v2/${repo}/manifests/${ref}`, {
       method,
       headers: { accept: MANIFEST_ACCEPT },
@@ -269,6 +335,7 @@ export class RegistryUnderTest {
   }
 
   async deleteManifest(repo: string, digest: string): Promise<number> {
+    this.plainHttp('deleteManifest');
     const res = await fetch(`${this.url}/v2/${repo}/manifests/${digest}`, {
       method: 'DELETE',
       signal: AbortSignal.timeout(30_000),
@@ -283,6 +350,7 @@ export class RegistryUnderTest {
     digest: string,
     gunzip = false,
   ): Promise<{ status: number; digest: string; size: number; diffId?: string }> {
+    this.plainHttp('blob');
     const res = await fetch(`${this.url}/v2/${repo}/blobs/${digest}`, {
       signal: AbortSignal.timeout(120_000),
     });
