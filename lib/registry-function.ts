@@ -23,6 +23,14 @@ export const PROJECT_ROOT: string = findProjectRoot(dirname(fileURLToPath(import
 /** The Lambda entry point of the registry, exporting `handler`. */
 export const REGISTRY_HANDLER_ENTRY: string = join(PROJECT_ROOT, 'functions', 'handlers', 'registry.ts');
 
+/** The custom resource handler that fills the token signing key's secret, exporting `handler`. */
+export const SIGNING_KEY_HANDLER_ENTRY: string = join(
+  PROJECT_ROOT,
+  'functions',
+  'handlers',
+  'signing-key.ts',
+);
+
 export interface RegistryFunctionProps extends Omit<
   NodejsFunctionProps,
   'logGroup' | 'logRetention' | 'logRetentionRole' | 'logRetentionRetryOptions'
@@ -83,7 +91,7 @@ export class RegistryFunction extends NodejsFunction {
         sourcesContent: false,
         // The Node.js 22 runtime ships an AWS SDK v3, but of whatever version the runtime carries. We
         // bundle the version pinned in package-lock.json, the one the tests ran against; tree-shaking
-        // keeps only the S3 and DynamoDB clients' code we call.
+        // keeps only the code of the clients we call (S3, DynamoDB, Secrets Manager).
         bundleAwsSDK: true,
         ...bundling,
       },

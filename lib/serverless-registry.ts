@@ -1,4 +1,4 @@
-import { CfnOutput, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { Annotations, CfnOutput, Duration, RemovalPolicy, Stack, Token } from 'aws-cdk-lib';
 import { AccessLogFormat } from 'aws-cdk-lib/aws-apigateway';
 import {
   ApiMapping,
@@ -27,6 +27,7 @@ import {
   ObjectOwnership,
 } from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
+import { RegistryAuth, type RegistryAuthProps } from './registry-auth.js';
 import { RegistryFunction } from './registry-function.js';
 
 /** Where abandoned upload state lives in the bucket (the registry's S3 layout). */
@@ -41,6 +42,15 @@ export const UPLOADS_PREFIX = 'uploads/';
  * 100 ms a request.
  */
 export const DEFAULT_THROTTLE: Required<ThrottleSettings> = { rateLimit: 1000, burstLimit: 2000 };
+
+/** Lambda's limit on a function's environment: the names and values of all its variables together. */
+export const LAMBDA_ENVIRONMENT_LIMIT = 4096;
+
+/**
+ * What a value known only at deploy time is counted as, against that limit: more than a bucket name
+ * (63), a table name CloudFormation generates (about 60) or a secret ARN (about 110) takes.
+ */
+const UNRESOLVED_VALUE_BYTES = 200;
 
 export interface ServerlessRegistryProps {
   /**
@@ -109,6 +119,13 @@ export interface ServerlessRegistryProps {
    * @default - no server access logs
    */
   readonly serverAccessLogsBucket?: IBucket;
+
+  /**
+   * Authentication and access control: users in an htpasswd file and, for token authentication, the
+   * key tokens are signed with, both in Secrets Manager (see RegistryAuthProps).
+   * @default - none: anyone who knows the URL may push, pull and delete (a synth warning says so)
+   */
+  readonly auth?: RegistryAuthProps;
 }
 
 /**
@@ -133,6 +150,8 @@ export class ServerlessRegistry extends Construct {
   readonly domain: DomainName | undefined;
   /** The registry's base URL (the custom domain's when set), ending in `/`. */
   readonly url: string;
+  /** The secrets and settings of authentication, when it is configured. */
+  readonly auth: RegistryAuth | undefined;
 
   constructor(scope: Construct, id: string, props: ServerlessRegistryProps = {}) {
     super(scope, id);
@@ -173,24 +192,49 @@ export class ServerlessRegistry extends Construct {
 
     this.eventBus = new EventBus(this, 'Events');
 
+    // API Gateway serves the API over HTTPS only (an HTTP API has no plain-HTTP listener), so passwords
+    // and tokens never cross the network in clear: there is nothing to configure for it.
+    this.auth = props.auth
+      ? new RegistryAuth(this, 'Auth', props.auth, {
+          defaultService: props.domainName ?? Stack.of(this).stackName,
+          removalPolicy,
+          logRetention,
+        })
+      : undefined;
+    if (!this.auth) {
+      Annotations.of(this).addWarningV2(
+        'serverless-registry:unauthenticated',
+        'The registry is unauthenticated: anyone who knows its URL may push, pull and delete. ' +
+          "Configure the ServerlessRegistry's auth prop (context auth=token in this project's app).",
+      );
+    }
+
+    const environment: Record<string, string> = {
+      REGISTRY_STORAGE: 's3',
+      REGISTRY_STORAGE_S3_BUCKET: this.bucket.bucketName,
+      REGISTRY_STORAGE_S3_REGION: Stack.of(this).region,
+      REGISTRY_STORAGE_DELETE_ENABLED: String(props.deleteEnabled ?? true),
+      REGISTRY_STORAGE_REDIRECT_EXPIRY: `${(props.redirectExpiry ?? Duration.minutes(20)).toSeconds()}s`,
+      REGISTRY_METADATA: 'dynamodb',
+      REGISTRY_METADATA_DYNAMODB_TABLE: this.table.tableName,
+      REGISTRY_LOG_LEVEL: 'info',
+      NODE_OPTIONS: '--enable-source-maps',
+      ...this.auth?.environment,
+    };
+    checkEnvironmentSize(environment);
     this.function = new RegistryFunction(this, 'Function', {
       description: 'OCI Distribution registry: serves every /v2/ request',
       ...(props.memorySize !== undefined && { memorySize: props.memorySize }),
       logRetention,
       logRemovalPolicy: removalPolicy,
-      environment: {
-        REGISTRY_STORAGE: 's3',
-        REGISTRY_STORAGE_S3_BUCKET: this.bucket.bucketName,
-        REGISTRY_STORAGE_S3_REGION: Stack.of(this).region,
-        REGISTRY_STORAGE_DELETE_ENABLED: String(props.deleteEnabled ?? true),
-        REGISTRY_STORAGE_REDIRECT_EXPIRY: `${(props.redirectExpiry ?? Duration.minutes(20)).toSeconds()}s`,
-        REGISTRY_METADATA: 'dynamodb',
-        REGISTRY_METADATA_DYNAMODB_TABLE: this.table.tableName,
-        REGISTRY_LOG_LEVEL: 'info',
-        NODE_OPTIONS: '--enable-source-maps',
-      },
+      environment,
     });
     this.grantRegistryAccess();
+    if (this.auth) {
+      this.auth.grantRead(this.function);
+      // The first container must find the key in its secret, not the placeholder before it.
+      if (this.auth.signingKeyValue) this.function.node.addDependency(this.auth.signingKeyValue);
+    }
 
     this.api = new HttpApi(this, 'Api', {
       description: 'OCI Distribution registry',
@@ -222,6 +266,22 @@ export class ServerlessRegistry extends Construct {
       description: 'The bucket with blobs and manifests',
     });
     new CfnOutput(this, 'TableName', { value: this.table.tableName, description: 'The metadata table' });
+    if (this.auth) {
+      new CfnOutput(this, 'HtpasswdSecretArn', {
+        value: this.auth.htpasswd.secretArn,
+        description: 'The secret holding the users: an htpasswd file of bcrypt entries',
+      });
+      if (this.auth.signingKey) {
+        new CfnOutput(this, 'SigningKeySecretArn', {
+          value: this.auth.signingKey.secretArn,
+          description: 'The secret holding the token signing key (PEM)',
+        });
+      }
+      new CfnOutput(this, 'FunctionName', {
+        value: this.function.functionName,
+        description: 'The registry function; containers read the secrets once, at start',
+      });
+    }
   }
 
   /**
@@ -316,6 +376,28 @@ const ACCESS_LOG_FORMAT = AccessLogFormat.custom(
     domainName: '$context.domainName',
   }),
 );
+
+/**
+ * Refuses, at synth, an environment Lambda would refuse at deploy: over 4 KB of names and values. Values
+ * known only at deploy time (names, ARNs) count as UNRESOLVED_VALUE_BYTES each.
+ */
+function checkEnvironmentSize(environment: Record<string, string>): void {
+  const sizeOf = (value: string) =>
+    Token.isUnresolved(value) ? UNRESOLVED_VALUE_BYTES : Buffer.byteLength(value, 'utf8');
+  const size = Object.entries(environment).reduce(
+    (sum, [name, value]) => sum + Buffer.byteLength(name, 'utf8') + sizeOf(value),
+    0,
+  );
+  if (size <= LAMBDA_ENVIRONMENT_LIMIT) return;
+  const access = environment.REGISTRY_ACCESS;
+  const accessPart =
+    access === undefined ? '' : `, of which the access rules (REGISTRY_ACCESS) take ${sizeOf(access)}`;
+  throw new Error(
+    `ServerlessRegistry: the function's environment would take about ${size} bytes${accessPart}: over ` +
+      `Lambda's limit of ${LAMBDA_ENVIRONMENT_LIMIT} bytes for all its variables together. Shorten the ` +
+      'access rules: name groups instead of users, and repository patterns (team/**) instead of repositories.',
+  );
+}
 
 function checkDomainProps(props: ServerlessRegistryProps): void {
   if (props.domainName === undefined) {

@@ -11,6 +11,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { TLSSocket } from 'node:tls';
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
 
 export type LambdaHandler = (
@@ -115,13 +116,14 @@ function toEvent(req: IncomingMessage, body: Buffer): APIGatewayProxyEventV2 {
     // API Gateway joins repeated headers with commas.
     else headers[name] = name in headers ? `${headers[name]},${value}` : value;
   }
-  // As API Gateway adds them; this front serves plain HTTP, so URLs built from the request say http.
+  // As API Gateway adds them. API Gateway serves HTTPS only; this front serves plain HTTP unless it was
+  // given a certificate, and says which, so URLs built from the request (the token realm) match.
   const sourceIp = req.socket.remoteAddress ?? '127.0.0.1';
   headers['x-forwarded-for'] = headers['x-forwarded-for']
     ? `${headers['x-forwarded-for']}, ${sourceIp}`
     : sourceIp;
   headers['x-forwarded-port'] = String(req.socket.localPort ?? '');
-  headers['x-forwarded-proto'] = 'http';
+  headers['x-forwarded-proto'] = (req.socket as Partial<TLSSocket>).encrypted ? 'https' : 'http';
   const now = new Date();
   const requestId = randomUUID();
   const rawQueryString = url.search.slice(1);

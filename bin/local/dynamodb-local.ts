@@ -11,8 +11,11 @@ import { freePort } from './free-port.js';
 
 export interface DynamoDbLocal {
   endpoint: string;
-  /** A new client for the endpoint (closed by stop). */
-  client(): DynamoDBClient;
+  /**
+   * A new client for the endpoint (closed by stop). DynamoDB Local keeps one database per access key and
+   * region: a table is seen only by clients with the credentials and region it was created with.
+   */
+  client(options?: { credentials?: typeof CREDENTIALS; region?: string }): DynamoDBClient;
   stop(): Promise<void>;
 }
 
@@ -76,8 +79,8 @@ export async function startDynamoDbLocal(): Promise<DynamoDbLocal> {
   });
 
   const clients: DynamoDBClient[] = [];
-  const makeClient = (maxAttempts?: number) =>
-    new DynamoDBClient({ endpoint, region: REGION, credentials: CREDENTIALS, maxAttempts });
+  const makeClient = (maxAttempts?: number, credentials = CREDENTIALS, region = REGION) =>
+    new DynamoDBClient({ endpoint, region, credentials, maxAttempts });
   const stop = async () => {
     for (const client of clients.splice(0)) client.destroy();
     if (child.exitCode === null && child.signalCode === null && failure === undefined) {
@@ -118,8 +121,8 @@ export async function startDynamoDbLocal(): Promise<DynamoDbLocal> {
 
   return {
     endpoint,
-    client() {
-      const client = makeClient();
+    client(options = {}) {
+      const client = makeClient(undefined, options.credentials, options.region);
       clients.push(client);
       return client;
     },

@@ -1,7 +1,6 @@
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { App, type AppProps, CfnElement, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
+import { type App, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
 import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import { Certificate } from 'aws-cdk-lib/aws-certificatemanager';
 import { HostedZone } from 'aws-cdk-lib/aws-route53';
@@ -9,64 +8,21 @@ import { Bucket } from 'aws-cdk-lib/aws-s3';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import type { IConstruct } from 'constructs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PROJECT_ROOT } from '../../lib/registry-function.js';
 import { RegistryStack } from '../../lib/registry-stack.js';
 import { ServerlessRegistry } from '../../lib/serverless-registry.js';
+import {
+  allowedActions,
+  app,
+  cleanUpApps,
+  type Json,
+  logicalId,
+  NO_BUNDLING,
+  onlyResource,
+  outputValue,
+  SYNTH_TIMEOUT,
+} from './support.js';
 
-/** The feature flags `cdk synth` runs with, so that the tests see the same template. */
-const CDK_CONTEXT = (JSON.parse(readFileSync(join(PROJECT_ROOT, 'cdk.json'), 'utf8')) as { context: object })
-  .context;
-/** Skips the esbuild bundling in apps whose function code the tests do not look at. */
-const NO_BUNDLING = { 'aws:cdk:bundling-stacks': [] };
-/** Synthesis bundles the function and runs the validation plugins: seconds, more on a busy machine. */
-const SYNTH_TIMEOUT = 120_000;
-
-type Json = Record<string, unknown>;
-
-const outdirs: string[] = [];
-afterAll(() => {
-  for (const dir of outdirs) rmSync(dir, { recursive: true, force: true });
-});
-
-function app(props: AppProps = {}): App {
-  const outdir = mkdtempSync(join(tmpdir(), 'registry-cdk-'));
-  outdirs.push(outdir);
-  return new App({ ...props, outdir, context: { ...CDK_CONTEXT, ...props.context } });
-}
-
-/** The logical id a construct's CloudFormation resource has in its stack. */
-function logicalId(construct: IConstruct): string {
-  const element = construct.node.defaultChild ?? construct;
-  if (!CfnElement.isCfnElement(element)) throw new Error(`${construct.node.path} is not in the template`);
-  const stack = Stack.of(construct);
-  return stack.resolve(stack.getLogicalId(element)) as string;
-}
-
-function onlyResource(template: Template, type: string): Json {
-  const resources: Json[] = Object.values(template.findResources(type));
-  expect(resources).toHaveLength(1);
-  return resources[0] ?? {};
-}
-
-function outputValue(template: Template, construct: IConstruct, id: string): unknown {
-  const key = logicalId(construct.node.findChild(id));
-  const outputs: Record<string, Json | undefined> = template.findOutputs(key);
-  return outputs[key]?.Value;
-}
-
-/** [action, resources] for every action the role's inline policies allow. */
-function allowedActions(template: Template): [string, unknown[]][] {
-  return Object.values(template.findResources('AWS::IAM::Policy')).flatMap((policy) => {
-    const statements = (policy as { Properties: { PolicyDocument: { Statement: Json[] } } }).Properties
-      .PolicyDocument.Statement;
-    return statements.flatMap((statement) => {
-      expect(statement.Effect).toBe('Allow');
-      const actions = [statement.Action].flat() as string[];
-      const resources = [statement.Resource].flat();
-      return actions.map((action): [string, unknown[]] => [action, resources]);
-    });
-  });
-}
+afterAll(cleanUpApps);
 
 describe('the registry stack', () => {
   let registryApp: App;
@@ -76,8 +32,9 @@ describe('the registry stack', () => {
   let tableArn: Json;
 
   beforeAll(() => {
-    // As the CLI does: the function's resource names its asset directory.
-    registryApp = app({ context: { 'aws:cdk:enable-asset-metadata': true } });
+    // As the CLI does: the function's resource names its asset directory. The open registry (auth=none)
+    // is the base shape; test/infra/auth.test.ts covers what authentication, the default, adds.
+    registryApp = app({ context: { 'aws:cdk:enable-asset-metadata': true, auth: 'none' } });
     stack = new RegistryStack(registryApp, 'Registry');
     template = Template.fromStack(stack);
     bucketArn = { 'Fn::GetAtt': [logicalId(stack.registry.bucket), 'Arn'] };

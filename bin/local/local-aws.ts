@@ -1,0 +1,302 @@
+/**
+ * The AWS deployment on one machine, as a function: the real Lambda handler behind the local API Gateway
+ * front (api-gateway.ts), with DynamoDB Local, a local S3 and, with authentication, a local Secrets
+ * Manager holding the users and the signing key. The function's environment is the one the
+ * ServerlessRegistry construct sets (the authentication part from the same code, lib/auth-environment.ts),
+ * plus the local endpoints. `npm run local:aws` (bin/local-aws.ts) is this behind command-line flags;
+ * tests start it in-process with startLocalAws, or as a child process (local-aws-process.ts).
+ *
+ * In-process, the handler reads process.env when its module loads, as on Lambda: startLocalAws sets the
+ * function's variables on process.env (restored by stop), and runs once per process.
+ */
+import { randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { CreateSecretCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import bcrypt from 'bcryptjs';
+import {
+  type AccessPolicy,
+  type AuthType,
+  authEnvironment,
+  TOKEN_REALM,
+} from '../../lib/auth-environment.js';
+import { createTable } from '../../functions/metadata/dynamodb.js';
+import { newSigningKeyPem } from '../../functions/handlers/signing-key.js';
+import { apiGatewayFront } from './api-gateway.js';
+import { startDynamoDbLocal } from './dynamodb-local.js';
+import { startFauxqs, startRgw, type S3Service } from './s3-local.js';
+import { type LocalCredentials, startSecretsManager } from './secrets-manager.js';
+
+/** The message of the line `npm run local:aws` logs (stderr, JSON, with the description) once it serves. */
+export const LOCAL_AWS_LISTENING_MESSAGE = 'local AWS registry listening';
+/** How that line looks in the output. */
+export const LOCAL_AWS_LISTENING = `"msg":"${LOCAL_AWS_LISTENING_MESSAGE}"`;
+
+/** The service tokens are issued for, as the construct names it in this project's app (its stack name). */
+export const LOCAL_AWS_SERVICE = 'ServerlessRegistry';
+
+/** Where the local secrets' fake ARNs say they live (the API Gateway front's account). */
+const LOCAL_ACCOUNT = '000000000000';
+
+export interface LocalAwsAuthOptions {
+  readonly type: AuthType;
+  /** The users: the content of an htpasswd file (bcrypt entries). See htpasswdFile. */
+  readonly htpasswd: string;
+  /** The access section (groups and rules). @default every signed-in user may do everything */
+  readonly access?: AccessPolicy;
+  /** Repository patterns anyone may pull from. */
+  readonly anonymousPull?: string[];
+  /** @default LOCAL_AWS_SERVICE */
+  readonly service?: string;
+  readonly issuer?: string;
+  readonly tokenExpirationSeconds?: number;
+}
+
+export interface LocalAwsOptions {
+  /** host:port to listen on; port 0 picks a free one. @default REGISTRY_HTTP_ADDR, else 127.0.0.1:5000 */
+  readonly addr?: string;
+  /**
+   * The S3: `fauxqs` (fast, no signature checks), `rgw` (Ceph RGW from Debian packages: verifies SigV4
+   * and presigned URLs) or `aws` (AWS_ENDPOINT_URL_S3, or AWS itself).
+   * @default LOCAL_AWS_S3, else fauxqs (aws when AWS_ENDPOINT_URL_S3 is set)
+   */
+  readonly s3?: 'fauxqs' | 'rgw' | 'aws';
+  /** @default LOCAL_AWS_DYNAMODB, else local (aws when AWS_ENDPOINT_URL_DYNAMODB is set) */
+  readonly dynamodb?: 'local' | 'aws';
+  /** Authentication, as the construct's auth prop; none: an open registry, as deployed without it. */
+  readonly auth?: LocalAwsAuthOptions;
+  /**
+   * Serve HTTPS with this certificate and key (PEM files), as API Gateway serves a custom domain: the
+   * front then says X-Forwarded-Proto: https, and the token realm is an https URL.
+   * @default plain HTTP
+   */
+  readonly tls?: LocalAwsTls;
+}
+
+export interface LocalAwsTls {
+  /** The server certificate (PEM file; may hold the chain after it). */
+  readonly certificate: string;
+  /** Its private key (PEM file). */
+  readonly key: string;
+}
+
+export interface LocalAws {
+  /** http://host:port, or https:// with tls */
+  readonly url: string;
+  /** host:port, as clients name the registry. */
+  readonly host: string;
+  /** The function's variables set for the handler: REGISTRY_*, AWS_* and endpoints; ARNs, no secret values. */
+  readonly environment: Readonly<Record<string, string>>;
+  /** What the listening line says: endpoints, bucket, table, and with auth the realm and secret ARNs. */
+  readonly description: Readonly<Record<string, string>>;
+  /** Stops the front and every service started here, and restores process.env. */
+  stop(): Promise<void>;
+}
+
+let started = false;
+
+/** Starts the local AWS registry in this process. */
+export async function startLocalAws(options: LocalAwsOptions = {}): Promise<LocalAws> {
+  if (started) {
+    throw new Error(
+      'startLocalAws: one local AWS registry per process (the Lambda handler reads its environment once, ' +
+        'when its module loads); start others as child processes (startLocalAwsProcess)',
+    );
+  }
+  started = true;
+  const env = process.env;
+  const bucket = env.LOCAL_AWS_BUCKET ?? 'registry';
+  const table = env.LOCAL_AWS_TABLE ?? 'registry';
+  const { host, port } = parseAddr(options.addr ?? env.REGISTRY_HTTP_ADDR ?? '127.0.0.1:5000');
+  const stops: (() => Promise<void>)[] = [];
+  const saved = { ...env };
+  const restoreEnv = () => {
+    for (const key of Object.keys(env)) if (!(key in saved)) Reflect.deleteProperty(env, key);
+    Object.assign(env, saved);
+  };
+  // The front first, then the services it uses, in the reverse order of their start.
+  const stopAll = async () => {
+    for (const stop of stops.splice(0).reverse()) await stop().catch(() => undefined);
+    restoreEnv();
+  };
+
+  try {
+    const s3 = await s3Service(options.s3);
+    const stopS3 = s3.stop;
+    if (stopS3) stops.push(() => stopS3());
+    const externalDynamoDb =
+      options.dynamodb === 'aws' ||
+      (options.dynamodb === undefined &&
+        (env.AWS_ENDPOINT_URL_DYNAMODB !== undefined || env.LOCAL_AWS_DYNAMODB === 'aws'));
+    const dynamodb = externalDynamoDb ? undefined : await startDynamoDbLocal();
+    if (dynamodb) stops.push(() => dynamodb.stop());
+    const dynamodbEndpoint = dynamodb?.endpoint ?? env.AWS_ENDPOINT_URL_DYNAMODB;
+    const credentials: LocalCredentials = {
+      accessKeyId: env.AWS_ACCESS_KEY_ID ?? 'local',
+      secretAccessKey: env.AWS_SECRET_ACCESS_KEY ?? 'local',
+    };
+    if (s3.createBucket) await s3.createBucket(bucket);
+    // With the function's credentials and region: DynamoDB Local keeps a database per key and region.
+    if (dynamodb) await createTable(dynamodb.client({ credentials, region: s3.region }), table);
+    const auth = options.auth ? await authSecrets(options.auth, s3.region, credentials, stops) : undefined;
+
+    // The function's environment, as the CDK construct sets it, plus the local endpoints.
+    const environment: Record<string, string> = {
+      AWS_REGION: s3.region,
+      AWS_ACCESS_KEY_ID: credentials.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: credentials.secretAccessKey,
+      REGISTRY_STORAGE: 's3',
+      REGISTRY_STORAGE_S3_BUCKET: bucket,
+      REGISTRY_STORAGE_S3_REGION: s3.region,
+      REGISTRY_STORAGE_DELETE_ENABLED: 'true',
+      REGISTRY_METADATA: 'dynamodb',
+      REGISTRY_METADATA_DYNAMODB_TABLE: table,
+      ...(s3.endpoint
+        ? {
+            REGISTRY_STORAGE_S3_REGIONENDPOINT: s3.endpoint,
+            REGISTRY_STORAGE_S3_FORCEPATHSTYLE: 'true',
+            REGISTRY_STORAGE_S3_ACCESSKEY: s3.accessKeyId ?? '',
+            REGISTRY_STORAGE_S3_SECRETKEY: s3.secretAccessKey ?? '',
+          }
+        : {}),
+      ...(dynamodbEndpoint ? { REGISTRY_METADATA_DYNAMODB_ENDPOINT: dynamodbEndpoint } : {}),
+      ...(auth?.environment ?? {}),
+    };
+    Object.assign(env, environment);
+    // Imported only now: the handler reads its environment when its module loads, as on Lambda.
+    const { handler } = await import('../../functions/handlers/registry.js');
+
+    const front = apiGatewayFront(handler);
+    const server = options.tls
+      ? createHttpsServer(
+          { cert: await readFile(options.tls.certificate), key: await readFile(options.tls.key) },
+          front,
+        )
+      : createServer(front);
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, resolve);
+    });
+    stops.push(async () => {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => {
+        server.close(() => {
+          resolve();
+        });
+      });
+    });
+    const bound = (server.address() as AddressInfo).port;
+    const hostPort = `${host.includes(':') ? `[${host}]` : host}:${bound}`;
+    const url = `${options.tls ? 'https' : 'http'}://${hostPort}`;
+    const description: Record<string, string> = {
+      addr: hostPort,
+      url,
+      region: s3.region,
+      s3: s3.endpoint ?? 'AWS',
+      dynamodb: dynamodbEndpoint ?? 'AWS',
+      bucket,
+      table,
+      ...(auth ? { auth: options.auth?.type ?? '', ...auth.description } : {}),
+      ...(auth && options.auth?.type === 'token' ? { realm: `${url}${TOKEN_REALM}` } : {}),
+    };
+    return {
+      url,
+      host: hostPort,
+      environment,
+      description,
+      stop: stopAll,
+    };
+  } catch (error) {
+    await stopAll();
+    throw error;
+  }
+}
+
+/**
+ * Stores the users and a fresh signing key as secrets, in the local Secrets Manager (started here) or
+ * the one AWS_ENDPOINT_URL_SECRETS_MANAGER names, and gives the construct's variables for them.
+ */
+async function authSecrets(
+  auth: LocalAwsAuthOptions,
+  region: string,
+  credentials: LocalCredentials,
+  stops: (() => Promise<void>)[],
+): Promise<{ environment: Record<string, string>; description: Record<string, string> }> {
+  let endpoint = process.env.AWS_ENDPOINT_URL_SECRETS_MANAGER;
+  if (endpoint === undefined) {
+    const local = await startSecretsManager({ credentials, region, accountId: LOCAL_ACCOUNT });
+    stops.push(() => local.stop());
+    endpoint = local.endpoint;
+  }
+  const client = new SecretsManagerClient({ endpoint, region, credentials });
+  // Names of their own, so that runs against a shared service (LocalStack) do not collide.
+  const run = randomBytes(4).toString('hex');
+  try {
+    const create = async (name: string, value: string): Promise<string> => {
+      const { ARN } = await client.send(
+        new CreateSecretCommand({ Name: `local-aws/${run}/${name}`, SecretString: value }),
+      );
+      if (ARN === undefined) throw new Error(`CreateSecret ${name} gave no ARN`);
+      return ARN;
+    };
+    const htpasswdSecretArn = await create('htpasswd', auth.htpasswd);
+    const signingKeySecretArn =
+      auth.type === 'token' ? await create('signing-key', newSigningKeyPem()) : undefined;
+    const environment = {
+      AWS_ENDPOINT_URL_SECRETS_MANAGER: endpoint,
+      ...authEnvironment({
+        type: auth.type,
+        htpasswdSecretArn,
+        signingKeySecretArn,
+        service: auth.service ?? LOCAL_AWS_SERVICE,
+        issuer: auth.issuer,
+        tokenExpirationSeconds: auth.tokenExpirationSeconds,
+        access: auth.access,
+        anonymousPull: auth.anonymousPull,
+      }),
+    };
+    return {
+      environment,
+      description: {
+        secretsManager: endpoint,
+        htpasswdSecret: htpasswdSecretArn,
+        ...(signingKeySecretArn === undefined ? {} : { signingKeySecret: signingKeySecretArn }),
+      },
+    };
+  } finally {
+    client.destroy();
+  }
+}
+
+/** An htpasswd file for users (name → password), bcrypt-hashed as `htpasswd -nbB` does. */
+export function htpasswdFile(users: Readonly<Record<string, string>>): string {
+  return Object.entries(users)
+    .map(([user, password]) => `${user}:${bcrypt.hashSync(password, 10)}\n`)
+    .join('');
+}
+
+/** The S3 to use: one already running (AWS_ENDPOINT_URL_S3, or AWS itself), or one started here. */
+async function s3Service(kind: LocalAwsOptions['s3']): Promise<Partial<S3Service> & { region: string }> {
+  const region = process.env.AWS_REGION ?? 'us-east-1';
+  const endpoint = process.env.AWS_ENDPOINT_URL_S3;
+  const chosen = kind ?? (endpoint !== undefined ? 'aws' : (process.env.LOCAL_AWS_S3 ?? 'fauxqs'));
+  if (chosen === 'aws') {
+    return {
+      region,
+      endpoint,
+      accessKeyId: process.env.AWS_ACCESS_KEY_ID ?? '',
+      secretAccessKey: process.env.AWS_SECRET_ACCESS_KEY ?? '',
+    };
+  }
+  return chosen === 'rgw' ? startRgw() : startFauxqs();
+}
+
+function parseAddr(addr: string): { host: string; port: number } {
+  const colon = addr.lastIndexOf(':');
+  const host = (colon < 0 ? '' : addr.slice(0, colon)).replace(/^\[(.*)\]$/, '$1') || '127.0.0.1';
+  const port = Number(addr.slice(colon + 1));
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`not a host:port: ${addr}`);
+  return { host, port };
+}

@@ -1,0 +1,165 @@
+// The local AWS registry started in this process (bin/local/local-aws.ts) with htpasswd authentication:
+// the real Lambda handler behind the local API Gateway front, with fauxqs, DynamoDB Local (java) and the
+// local Secrets Manager. Token authentication is covered end to end in test/e2e/local-aws-auth.test.ts.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseLocalAwsArgs } from '../../bin/local/local-aws-args.js';
+import { htpasswdFile, type LocalAws, startLocalAws } from '../../bin/local/local-aws.js';
+
+const PASSWORD = 'correct horse battery staple';
+
+describe('startLocalAws with htpasswd authentication, in-process', () => {
+  let registry: LocalAws;
+  let htpasswd: string;
+  const before = { ...process.env };
+
+  beforeAll(async () => {
+    // Only local services, whatever this machine's environment says; quiet function logs.
+    for (const key of Object.keys(process.env)) {
+      if (/^(AWS_|LOCAL_AWS_|REGISTRY_)/.test(key)) Reflect.deleteProperty(process.env, key);
+    }
+    process.env.REGISTRY_LOG_LEVEL = 'error';
+    htpasswd = htpasswdFile({ bob: PASSWORD });
+    registry = await startLocalAws({
+      addr: '127.0.0.1:0',
+      s3: 'fauxqs',
+      auth: {
+        type: 'htpasswd',
+        htpasswd,
+        access: { rules: [{ repositories: ['${user}/**'], users: ['*'], actions: ['*'] }] },
+        service: 'local test registry',
+      },
+    });
+  }, 120_000);
+
+  afterAll(async () => {
+    await registry.stop();
+    for (const key of Object.keys(process.env))
+      if (!(key in before)) Reflect.deleteProperty(process.env, key);
+    Object.assign(process.env, before);
+  });
+
+  const get = (path: string, authorization?: string) =>
+    fetch(new URL(path, registry.url), {
+      headers: authorization ? { authorization } : {},
+      signal: AbortSignal.timeout(30_000),
+    });
+  const basic = (user: string, password: string) =>
+    `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
+
+  it('configures the function as the construct does: by the secret ARN, never the users', () => {
+    const { environment } = registry;
+    expect(environment.REGISTRY_AUTH_HTPASSWD_PATH).toMatch(
+      /^arn:aws:secretsmanager:us-east-1:000000000000:secret:local-aws\/[0-9a-f]+\/htpasswd-[A-Za-z0-9]{6}$/,
+    );
+    expect(environment.REGISTRY_AUTH_HTPASSWD_REALM).toBe('local test registry');
+    expect(JSON.parse(environment.REGISTRY_ACCESS ?? '')).toEqual({
+      rules: [{ repositories: ['${user}/**'], users: ['*'], actions: ['*'] }],
+    });
+    expect(environment.AWS_ENDPOINT_URL_SECRETS_MANAGER).toBe(registry.description.secretsManager);
+    expect(process.env.REGISTRY_AUTH_HTPASSWD_PATH).toBe(environment.REGISTRY_AUTH_HTPASSWD_PATH);
+    const hash = htpasswd.slice(htpasswd.indexOf(':') + 1).trim();
+    for (const value of Object.values(environment)) {
+      expect(value).not.toContain(hash);
+      expect(value).not.toContain(PASSWORD);
+    }
+  });
+
+  it('challenges with Basic, serves the right password, and refuses a wrong one', async () => {
+    const anonymous = await get('/v2/');
+    await anonymous.arrayBuffer();
+    expect(anonymous.status).toBe(401);
+    expect(anonymous.headers.get('www-authenticate')).toBe(
+      'Basic realm="local test registry", charset="UTF-8"',
+    );
+
+    const signedIn = await get('/v2/', basic('bob', PASSWORD));
+    await signedIn.arrayBuffer();
+    expect(signedIn.status).toBe(200);
+
+    const wrong = await get('/v2/', basic('bob', 'Tr0ub4dor&3'));
+    await wrong.arrayBuffer();
+    expect(wrong.status).toBe(401);
+  });
+
+  it('applies the access rules from REGISTRY_ACCESS: bob may use bob/**, not alice/**', async () => {
+    const own = await get('/v2/bob/app/tags/list', basic('bob', PASSWORD));
+    await own.arrayBuffer();
+    expect(own.status).toBe(404);
+    const other = await get('/v2/alice/app/tags/list', basic('bob', PASSWORD));
+    const body = (await other.json()) as { errors: { code: string }[] };
+    expect(other.status).toBe(403);
+    expect(body.errors[0]?.code).toBe('DENIED');
+  });
+
+  it('starts once per process: the handler has read its environment', async () => {
+    await expect(startLocalAws({ addr: '127.0.0.1:0' })).rejects.toThrow(
+      /one local AWS registry per process/,
+    );
+  });
+});
+
+describe('the local:aws command line', () => {
+  let dir: string;
+
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'local-aws-args-'));
+    writeFileSync(join(dir, 'users'), htpasswdFile({ carol: 'pw' }));
+    writeFileSync(
+      join(dir, 'access.yaml'),
+      'access:\n  rules:\n    - repositories: [team/**]\n      users: ["*"]\n      actions: [pull]\n',
+    );
+  });
+
+  afterAll(() => {
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('asks for nothing without flags: the open registry, as before', () => {
+    expect(parseLocalAwsArgs([])).toEqual({ help: false });
+  });
+
+  it('reads the users and the access rules from files', () => {
+    const { auth } = parseLocalAwsArgs([
+      '--auth',
+      'token',
+      '--htpasswd',
+      join(dir, 'users'),
+      '--access',
+      join(dir, 'access.yaml'),
+      '--anonymous-pull',
+      'public/**',
+      '--token-expiration',
+      '900',
+    ]);
+    expect(auth).toMatchObject({
+      type: 'token',
+      htpasswd: expect.stringMatching(/^carol:\$2[aby]\$10\$/) as unknown,
+      access: { rules: [{ repositories: ['team/**'], users: ['*'], actions: ['pull'] }] },
+      anonymousPull: ['public/**'],
+      tokenExpirationSeconds: 900,
+    });
+  });
+
+  it('serves HTTPS with a certificate and key, with or without auth', () => {
+    const tls = { certificate: join(dir, 'cert.pem'), key: join(dir, 'key.pem') };
+    expect(parseLocalAwsArgs(['--tls-certificate', tls.certificate, '--tls-key', tls.key])).toEqual({
+      help: false,
+      tls,
+    });
+    expect(() => parseLocalAwsArgs(['--tls-certificate', tls.certificate])).toThrow(/go together/);
+  });
+
+  it('refuses auth without users, an unknown type, and options without --auth', () => {
+    expect(() => parseLocalAwsArgs(['--auth', 'token'])).toThrow(/needs --htpasswd FILE/);
+    expect(() => parseLocalAwsArgs(['--auth', 'ldap', '--htpasswd', join(dir, 'users')])).toThrow(
+      /--auth must be token or htpasswd/,
+    );
+    expect(() => parseLocalAwsArgs(['--htpasswd', join(dir, 'users')])).toThrow(/go with --auth/);
+    expect(() => parseLocalAwsArgs(['--auth', 'token', '--htpasswd', join(dir, 'missing')])).toThrow(
+      /ENOENT/,
+    );
+  });
+});
