@@ -10,7 +10,7 @@
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { parseDocument } from 'yaml';
-import { type AccessPolicyConfig, POLICY_ACTIONS } from './auth/policy.js';
+import { type AccessPolicyConfig, accessRulesError } from './auth/policy.js';
 import { DEFAULT_ALGORITHMS } from './auth/tokens.js';
 import type { Context, Infer } from './config-schema.js';
 import {
@@ -544,31 +544,8 @@ function resolveAuth(auth: Decoded['auth'], ctx: Context): AuthConfig | undefine
 
 function resolveAccess(access: Decoded['access'], ctx: Context): AccessConfig | undefined {
   if (access === undefined) return undefined;
-  access.rules.forEach((rule, index) => {
-    const where = `access.rules[${index}]`;
-    const unknown = rule.actions.filter((action) => !(POLICY_ACTIONS as readonly string[]).includes(action));
-    if (unknown.length > 0) {
-      throw configError(
-        ctx,
-        `${where}.actions: unknown ${unknown.join(', ')}; use ${POLICY_ACTIONS.join(', ')}`,
-      );
-    }
-    if (rule.actions.length === 0) throw configError(ctx, `${where}.actions: no action granted`);
-    if (!rule.anonymous && rule.users.length === 0 && rule.groups.length === 0) {
-      throw configError(ctx, `${where}: name users, groups, or anonymous: true`);
-    }
-    const repositoryActions = rule.actions.some((action) => action !== 'catalog');
-    if (repositoryActions && rule.repositories.length === 0) {
-      throw configError(
-        ctx,
-        `${where}.repositories: the repositories the rule's actions apply to are required`,
-      );
-    }
-    const undefinedGroup = rule.groups.find((group) => !(group in access.groups));
-    if (undefinedGroup !== undefined) {
-      throw configError(ctx, `${where}.groups: ${JSON.stringify(undefinedGroup)} is not in access.groups`);
-    }
-  });
+  const error = accessRulesError(access.groups, access.rules);
+  if (error !== undefined) throw configError(ctx, error);
   return access;
 }
 

@@ -10,6 +10,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
+import { type AccessRuleInput, accessRulesError, type POLICY_ACTIONS } from '../functions/auth/policy.js';
 
 /**
  * `token`: the registry's built-in token endpoint (Docker token auth), at TOKEN_REALM on the registry's
@@ -22,21 +23,10 @@ export type AuthType = 'token' | 'htpasswd';
 export const TOKEN_REALM = '/auth/token';
 
 /** What an access rule may grant: repository actions, `catalog` (listing every repository), or `*`. */
-export type AccessAction = 'pull' | 'push' | 'delete' | 'catalog' | '*';
-const ACCESS_ACTIONS: readonly string[] = ['pull', 'push', 'delete', 'catalog', '*'];
+export type AccessAction = (typeof POLICY_ACTIONS)[number];
 
-/** One rule of the registry's `access` section; rules only grant. */
-export interface AccessRule {
-  /** Repository name patterns: `*` within one path component, `**` across them, `${user}` the user's name. */
-  readonly repositories?: string[];
-  /** User names from the htpasswd file; `*` is any signed-in user. */
-  readonly users?: string[];
-  /** Groups of `AccessPolicy.groups`. */
-  readonly groups?: string[];
-  /** Applies to everyone, signed in or not (anonymous pulls of public repositories). */
-  readonly anonymous?: boolean;
-  readonly actions: AccessAction[];
-}
+/** One rule of the registry's `access` section (functions/auth/policy.ts); rules only grant. */
+export type AccessRule = AccessRuleInput & { readonly actions: AccessAction[] };
 
 /**
  * The registry's `access` section: per-repository access control. Without one, every signed-in user
@@ -117,9 +107,8 @@ export function accessSection(
     rules.push({ repositories: [...anonymousPull], anonymous: true, actions: ['pull'] });
   }
   const groups = access?.groups ?? {};
-  rules.forEach((rule, index) => {
-    checkRule(rule, `auth.access.rules[${index}]`, groups);
-  });
+  const error = accessRulesError(groups, rules, 'auth.access.rules');
+  if (error !== undefined) throw new Error(error);
   return {
     ...(Object.keys(groups).length > 0 ? { groups } : {}),
     rules: rules.map((rule) => ({
@@ -130,25 +119,6 @@ export function accessSection(
       actions: rule.actions,
     })),
   };
-}
-
-function checkRule(rule: AccessRule, where: string, groups: Record<string, string[]>): void {
-  const actions: unknown = rule.actions;
-  if (!Array.isArray(actions) || actions.length === 0) throw new Error(`${where}.actions: no action granted`);
-  const unknown = actions.filter((action) => !ACCESS_ACTIONS.includes(action as string));
-  if (unknown.length > 0) {
-    throw new Error(`${where}.actions: unknown ${unknown.join(', ')}; use ${ACCESS_ACTIONS.join(', ')}`);
-  }
-  if (!rule.anonymous && !rule.users?.length && !rule.groups?.length) {
-    throw new Error(`${where}: name users, groups, or anonymous: true`);
-  }
-  if (actions.some((action) => action !== 'catalog') && !rule.repositories?.length) {
-    throw new Error(`${where}.repositories: the repositories the rule's actions apply to are required`);
-  }
-  const undefinedGroup = rule.groups?.find((group) => !Object.hasOwn(groups, group));
-  if (undefinedGroup !== undefined) {
-    throw new Error(`${where}.groups: ${JSON.stringify(undefinedGroup)} is not in access.groups`);
-  }
 }
 
 /**

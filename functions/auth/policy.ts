@@ -24,6 +24,40 @@ export interface AccessPolicyConfig {
 
 export const POLICY_ACTIONS = [...REPOSITORY_ACTIONS, 'catalog', '*'] as const;
 
+/** A rule as written, before defaults: what a configuration file or the CDK construct gives. */
+export type AccessRuleInput = { readonly [K in keyof AccessRule]?: Readonly<AccessRule[K]> };
+
+/**
+ * The first mistake in rules that the registry refuses at start, as a message naming the rule (where
+ * is the rules' path, e.g. `access.rules`); undefined when there is none. One check for the
+ * configuration and for the CDK construct, so a deployment fails at synth rather than at start.
+ */
+export function accessRulesError(
+  groups: Readonly<Record<string, readonly string[]>>,
+  rules: readonly AccessRuleInput[],
+  where = 'access.rules',
+): string | undefined {
+  for (const [index, rule] of rules.entries()) {
+    const at = `${where}[${index}]`;
+    const actions = rule.actions ?? [];
+    const unknown = actions.filter((action) => !(POLICY_ACTIONS as readonly string[]).includes(action));
+    if (unknown.length > 0)
+      return `${at}.actions: unknown ${unknown.join(', ')}; use ${POLICY_ACTIONS.join(', ')}`;
+    if (actions.length === 0) return `${at}.actions: no action granted`;
+    if (!rule.anonymous && !rule.users?.length && !rule.groups?.length) {
+      return `${at}: name users, groups, or anonymous: true`;
+    }
+    if (actions.some((action) => action !== 'catalog') && !rule.repositories?.length) {
+      return `${at}.repositories: the repositories the rule's actions apply to are required`;
+    }
+    const undefinedGroup = rule.groups?.find((group) => !Object.hasOwn(groups, group));
+    if (undefinedGroup !== undefined) {
+      return `${at}.groups: ${JSON.stringify(undefinedGroup)} is not in access.groups`;
+    }
+  }
+  return undefined;
+}
+
 interface CompiledRule {
   patterns: ((user: string | undefined) => RegExp | undefined)[];
   applies: (user: string | undefined, groups: ReadonlySet<string>) => boolean;
