@@ -209,11 +209,15 @@ export class TokenVerifier {
   }
 }
 
-/** Public keys of the certificates in a PEM bundle (distribution's rootcertbundle). */
+/** Public keys of the certificates (distribution's rootcertbundle) and bare public keys in a PEM bundle. */
 export function certificateKeys(pem: string, source: string): KeyObject[] {
-  const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
-  if (blocks.length === 0) throw new TokenError(`${source}: no PEM certificate found`);
-  return blocks.map((block) => new X509Certificate(block).publicKey);
+  const blocks = pem.match(/-----BEGIN (CERTIFICATE|PUBLIC KEY)-----[\s\S]+?-----END \1-----/g) ?? [];
+  if (blocks.length === 0) throw new TokenError(`${source}: no PEM certificate or public key found`);
+  return blocks.map((block) =>
+    block.startsWith('-----BEGIN CERTIFICATE')
+      ? new X509Certificate(block).publicKey
+      : createPublicKey(block),
+  );
 }
 
 /** A JWKS document (distribution's `jwks` file). */

@@ -84,7 +84,7 @@ describe('key material composeRegistry refuses', () => {
     const realm = '    realm: https://auth.example.com/token\n';
     expect(
       await refusal(tokenAuth(`${realm}    rootcertbundle: $DIR/certs.pem\n`), { 'certs.pem': 'nothing' }),
-    ).toMatch(/^auth\.token\.rootcertbundle: \/.*certs\.pem: no PEM certificate found$/);
+    ).toMatch(/^auth\.token\.rootcertbundle: \/.*certs\.pem: no PEM certificate or public key found$/);
     expect(await refusal(tokenAuth(`${realm}    jwks: $DIR/jwks.json\n`), { 'jwks.json': '[' })).toBe(
       'auth.token.jwks: not JSON',
     );

@@ -43,9 +43,18 @@ describe('rootcertbundle', () => {
     );
   });
 
+  it('also trusts bare PEM public keys, beside certificates', async () => {
+    const pem = issuerKey.publicKey.export({ type: 'spki', format: 'pem' }).toString();
+    const keys = certificateKeys(pem + selfSignedCertificate(otherKey, 'next'), 'keys.pem');
+    expect(keys).toHaveLength(2);
+    const verifier = new TokenVerifier(options, { keys });
+    const token = await signToken(issuerKey.privateKey, claims({ sub: 'bob', access }));
+    expect(await verifier.verify(token)).toEqual({ user: 'bob', access });
+  });
+
   it('refuses a bundle without a certificate, naming it', () => {
     expect(() => certificateKeys('-----BEGIN PRIVATE KEY-----\n...', 'bundle.pem')).toThrow(
-      new TokenError('bundle.pem: no PEM certificate found'),
+      new TokenError('bundle.pem: no PEM certificate or public key found'),
     );
   });
 });
