@@ -10,8 +10,10 @@
 //   - anonymously, the public image pulls and the private one is refused as unauthorized;
 //   - a pull-only user pulls the private image, and is denied a push.
 // The targets here are the standalone server (dist/registry.mjs: npm run build) with token auth (its
-// built-in issuer) and with htpasswd (basic) auth, both with an `access` policy. Another deployment joins
-// with the same matrix through describeAuthTarget (the local AWS emulation, once it takes auth options).
+// built-in issuer) and with htpasswd (basic) auth, and the local AWS emulation (dist/local-aws.mjs, built
+// here: API Gateway front -> Lambda handler -> fauxqs as S3, DynamoDB Local, a local Secrets Manager) with
+// token auth, the AWS default; all with the same `access` policy and users. Each joins through
+// describeAuthTarget, with the same matrix.
 //
 // dockerd 20.10 treats every 127.0.0.0/8 registry as insecure (it skips certificate verification there,
 // ignores certs.d, and falls back to plain HTTP), so docker reaches the registry by a name that never
@@ -21,6 +23,8 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { buildLocalAws } from '../../bin/local/local-aws-process.js';
+import { LOCAL_AWS_SERVICE } from '../../bin/local/local-aws.js';
 import { RegistryApi, writeHtpasswd, writeSigningKey, type AuthMode, type Login } from './harness/auth.js';
 import { Containerd, DockerDaemon, Podman, Skopeo } from './harness/clients.js';
 import { CommandError, removeTempDir, Timings } from './harness/exec.js';
@@ -145,6 +149,9 @@ beforeAll(async () => {
     (async () => {
       setUp.skopeo = await Skopeo.create({ caCert: ca.caCert });
       setUp.podman = await Podman.create({ caCert: ca.caCert });
+      // One small layer: every client sends a layer in one request (one PATCH, or one PUT), and the local
+      // AWS front refuses a request whose Lambda event exceeds 6 MB (API Gateway and Lambda's limits;
+      // binary bodies go base64-encoded: about 4.4 MiB of raw body). 384 KiB stays well below.
       const image = await writeRandomImage(join(work, 'image'), 'auth', [384 * 1024]);
       setUp.image = image;
       const archive = join(work, 'image.docker.tar');
@@ -400,6 +407,7 @@ function describeAuthTarget(
   options: { clients?: readonly ClientName[]; targetTests?: (target: () => AuthTarget) => void } = {},
 ): void {
   describe(title, () => {
+    let starting: Promise<AuthTarget> | undefined;
     let started: AuthTarget | undefined;
     const target = (): AuthTarget => {
       if (started === undefined) throw new Error(`e2e: ${title} was not started`);
@@ -407,10 +415,16 @@ function describeAuthTarget(
     };
 
     beforeAll(async () => {
-      started = await timings.time(`start ${title}`, () => start(fixture()));
+      starting = timings.time(`start ${title}`, () => start(fixture()));
+      started = await starting;
     });
     afterAll(async () => {
-      await started?.registry.stop();
+      // Also after a failed or timed-out beforeAll: a start still under way is awaited, and what it started
+      // is stopped (a start that fails stops by itself what it had started).
+      const registry = (await starting?.catch(() => undefined))?.registry;
+      if (registry === undefined) return;
+      await registry.stop();
+      expect(registry.leftoverProcesses, `processes of ${title} still running after it stopped`).toEqual([]);
     });
     beforeEach(({ onTestFailed }) => {
       onTestFailed(async () => {
@@ -581,28 +595,58 @@ async function startStandalone(fx: Fixture, mode: AuthMode): Promise<AuthTarget>
   return { id: mode, mode, registry, caCert: fx.ca.caCert, writer: WRITER, reader: READER };
 }
 
-/** The server itself listens for HTTPS only (what the clients reach is the proxy in front). */
-function standaloneTests(target: () => AuthTarget): void {
-  it('answers only HTTPS: plain HTTP gets no response, HTTPS a challenge', async () => {
-    const { registry, mode } = target();
-    await expect(
-      httpRequestOnce(`http://127.0.0.1:${registry.directPort}/v2/`, { timeoutMs: 5_000 }),
-      'a plain HTTP request to the registry',
-    ).rejects.toThrow();
-    const res = await httpRequestOnce(`${registry.directUrl}/v2/`, { ca: registry.caPem });
-    expect(res.status).toBe(401);
-    expect(res.headers['www-authenticate']).toMatch(
-      mode === 'token'
-        ? /^Bearer realm="https:\/\/127\.0\.0\.1:\d+\/auth\/token",service="registry\.test"$/
-        : /^Basic realm="Registry"/,
-    );
+/**
+ * The registry itself (not only the proxy in front) listens for HTTPS only, and challenges: under token
+ * auth with an https realm for `service`, on the host the client asked for (what the clients see through
+ * the proxy, which passes the Host header on).
+ */
+function httpsOnlyTests(service: string): (target: () => AuthTarget) => void {
+  return (target) => {
+    it('answers only HTTPS: plain HTTP gets no response, HTTPS a challenge', async () => {
+      const { registry, mode } = target();
+      await expect(
+        httpRequestOnce(`http://127.0.0.1:${registry.directPort}/v2/`, { timeoutMs: 5_000 }),
+        'a plain HTTP request to the registry',
+      ).rejects.toThrow();
+      for (const url of [registry.directUrl, registry.url]) {
+        const res = await httpRequestOnce(`${url}/v2/`, { ca: registry.caPem });
+        expect(res.status, `GET ${url}/v2/`).toBe(401);
+        if (mode === 'token') {
+          expect(res.headers['www-authenticate'], `GET ${url}/v2/`).toBe(
+            `Bearer realm="${url}/auth/token",service="${service}"`,
+          );
+        } else {
+          expect(res.headers['www-authenticate'], `GET ${url}/v2/`).toMatch(/^Basic realm="Registry"/);
+        }
+      }
+    });
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The local AWS emulation, as `npm run local:aws -- --auth token ... --tls-certificate ...` runs it.
+
+async function startLocalAws(fx: Fixture): Promise<AuthTarget> {
+  const dir = join(fx.work, 'local-aws');
+  await mkdir(dir);
+  const htpasswd = join(dir, 'htpasswd');
+  await writeHtpasswd(htpasswd, [WRITER, READER]);
+  await timings.time('build dist/local-aws.mjs (esbuild)', () => buildLocalAws());
+  const registry = await RegistryUnderTest.start('local-aws', {
+    s3: 'fauxqs',
+    tls: { certificate: fx.ca.serverCert, key: fx.ca.serverKey, ca: fx.ca.caCert },
+    // The same rules as the standalone targets (anonymous pull of public/** among them); the service
+    // and token lifetime stay the construct's defaults.
+    auth: { type: 'token', htpasswd, access: ACCESS },
   });
+  return { id: 'aws', mode: 'token', registry, caCert: fx.ca.caCert, writer: WRITER, reader: READER };
 }
 
 describe('auth over TLS with a test CA', () => {
-  const standalone = { targetTests: standaloneTests };
+  const standalone = { targetTests: httpsOnlyTests(SERVICE) };
   describeAuthTarget('standalone server, token auth', (fx) => startStandalone(fx, 'token'), standalone);
   describeAuthTarget('standalone server, htpasswd auth', (fx) => startStandalone(fx, 'htpasswd'), standalone);
-  // The local AWS emulation (bin/local-aws.ts) joins here in token mode once it takes auth options: a
-  // start function that returns its AuthTarget (served over TLS with fx.ca), with the same client matrix.
+  describeAuthTarget('local AWS, token auth', startLocalAws, {
+    targetTests: httpsOnlyTests(LOCAL_AWS_SERVICE),
+  });
 });

@@ -5,8 +5,10 @@
 // RegistryUnderTest.start('local-aws') (not selectable with E2E_REGISTRY) starts the AWS deployment's shape
 // instead: node dist/local-aws.mjs (API Gateway front -> Lambda handler -> S3 + DynamoDB Local), built first
 // with the esbuild command of `npm run local:aws`.
-// For "ours", StartOptions.tls serves HTTPS (the proxy then serves HTTPS with the same certificate) and
-// StartOptions.config adds configuration sections (auth, access) through a config.yml.
+// StartOptions.tls serves HTTPS ("ours" and local-aws; the proxy then serves HTTPS with the same
+// certificate). Authentication: for "ours", StartOptions.config adds configuration sections (auth,
+// access) through a config.yml; local-aws takes StartOptions.auth as `npm run local:aws` takes it, by its
+// command-line flags (--auth, --htpasswd, --access, ...).
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
@@ -28,6 +30,7 @@ import {
   type ProcessInfo,
 } from './exec.js';
 import { freePort } from '../../support/registry-process.js';
+import type { AuthMode } from './auth.js';
 import { httpRequestOnce } from './http.js';
 import { formatExchange, startRecordingProxy, type Exchange, type RecordingProxy } from './proxy.js';
 
@@ -38,13 +41,27 @@ export interface StartOptions {
   s3?: 'rgw' | 'fauxqs';
   /** local-aws only: how long to wait for it to listen. Default 120 s (Ceph and DynamoDB Local start). */
   startTimeoutMs?: number;
-  /** ours only: serve HTTPS only, with this certificate (PEM files), verified against `ca`. */
+  /** ours and local-aws: serve HTTPS only, with this certificate (PEM files), verified against `ca`. */
   tls?: RegistryTls;
   /**
    * ours only: configuration sections (auth, access, ...) written to the config.yml the server starts with;
    * the REGISTRY_* settings (address, storage, deletes, log level) still apply over it.
    */
   config?: Record<string, unknown>;
+  /** local-aws only: authentication, given by the command-line flags of `npm run local:aws`. */
+  auth?: LocalAwsAuth;
+}
+
+/** Authentication for local-aws, as its command line takes it (see bin/local/local-aws-args.ts). */
+export interface LocalAwsAuth {
+  /** --auth */
+  type: AuthMode;
+  /** --htpasswd: an htpasswd file of bcrypt entries (e.g. made by `htpasswd -B`, see writeHtpasswd). */
+  htpasswd: string;
+  /** --access: the access section (groups and rules), written to a JSON file. */
+  access?: Record<string, unknown>;
+  /** --anonymous-pull, once per pattern. */
+  anonymousPull?: readonly string[];
 }
 
 export interface RegistryTls {
@@ -152,6 +169,9 @@ export class RegistryUnderTest {
         `e2e: StartOptions.tls and .config are only for the registry of this project, not ${kind}`,
       );
     }
+    if (options.auth !== undefined) {
+      throw new Error(`e2e: StartOptions.auth is for local-aws; ${kind} takes config.auth (ours) or none`);
+    }
     const dir = await makeTempDir(`registry-${kind}`);
     const dataDir = join(dir, 'data');
     const port = await freePort();
@@ -254,21 +274,41 @@ export class RegistryUnderTest {
           '--target=node20 --format=esm --packages=external --sourcemap --outfile=dist/local-aws.mjs)',
       );
     }
+    const { auth, tls } = options;
+    const caPem = tls === undefined ? undefined : await readFile(tls.ca, 'utf8');
+    const proxyTls =
+      tls === undefined || caPem === undefined
+        ? undefined
+        : { cert: await readFile(tls.certificate, 'utf8'), key: await readFile(tls.key, 'utf8'), ca: caPem };
     const dir = await makeTempDir(kind);
     const port = await freePort();
     const addr = `127.0.0.1:${port}`;
     const logFile = join(dir, 'registry.log');
+    // The flags of `npm run local:aws`: its own parsing and checks apply, as for an operator.
+    const args = ['--enable-source-maps', entry];
+    if (auth !== undefined) {
+      args.push('--auth', auth.type, '--htpasswd', auth.htpasswd);
+      if (auth.access !== undefined) {
+        const accessFile = join(dir, 'access.json');
+        await writeFile(accessFile, JSON.stringify(auth.access));
+        args.push('--access', accessFile);
+      }
+      for (const pattern of auth.anonymousPull ?? []) args.push('--anonymous-pull', pattern);
+    }
+    if (tls !== undefined) args.push('--tls-certificate', tls.certificate, '--tls-key', tls.key);
+    const directUrl = `${tls === undefined ? 'http' : 'https'}://${addr}`;
     // Only local services: no endpoints, credentials or settings inherited from the environment.
     const env = Object.fromEntries(
       Object.entries(process.env).filter(([name]) => !/^(AWS_|LOCAL_AWS_|REGISTRY_)/.test(name)),
     );
-    const daemon = startDaemon(kind, process.execPath, ['--enable-source-maps', entry], logFile, {
+    const daemon = startDaemon(kind, process.execPath, args, logFile, {
       ...env,
       REGISTRY_HTTP_ADDR: addr,
       LOCAL_AWS_S3: options.s3 ?? 'rgw',
       REGISTRY_LOG_LEVEL: process.env.E2E_REGISTRY_LOG_LEVEL ?? 'info',
     });
     let childProcesses: ProcessInfo[] = [];
+    let proxy: RecordingProxy;
     try {
       await waitFor(
         `${entry} to log that it listens on ${addr}`,
@@ -280,9 +320,16 @@ export class RegistryUnderTest {
         async () => `--- ${kind} log (tail) ---\n${await daemon.tail()}`,
       );
       childProcesses = descendantProcesses(daemon.child.pid ?? -1);
-      const res = await fetch(`http://${addr}/v2/`, { signal: AbortSignal.timeout(10_000) });
-      await res.arrayBuffer();
-      if (res.status !== 200) throw new Error(`e2e: GET http://${addr}/v2/ answered ${res.status}`);
+      // With authentication, the version check answers 401 with a challenge.
+      const ready = auth === undefined ? 200 : 401;
+      const res = await httpRequestOnce(`${directUrl}/v2/`, {
+        timeoutMs: 10_000,
+        ...(caPem === undefined ? {} : { ca: caPem }),
+      });
+      if (res.status !== ready) {
+        throw new Error(`e2e: GET ${directUrl}/v2/ answered ${res.status}, not ${ready}`);
+      }
+      proxy = await startRecordingProxy(port, join(dir, 'exchanges.log'), '127.0.0.1', proxyTls);
     } catch (err) {
       const started = descendantProcesses(daemon.child.pid ?? -1);
       await daemon.stop();
@@ -290,8 +337,7 @@ export class RegistryUnderTest {
       await removeTempDir(dir);
       throw err;
     }
-    const proxy = await startRecordingProxy(port, join(dir, 'exchanges.log'));
-    return new RegistryUnderTest(kind, dir, join(dir, 'data'), daemon, proxy, port, childProcesses);
+    return new RegistryUnderTest(kind, dir, join(dir, 'data'), daemon, proxy, port, childProcesses, caPem);
   }
 
   /** The registry's log and the last HTTP exchanges, for failure reports. */
