@@ -1,4 +1,3 @@
-import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -9,6 +8,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { bcryptLine, ecKey } from '../auth/fixtures.js';
 import { freePort, RegistryProcess } from '../support/registry-process.js';
+import { openssl, selfSignedCertificate } from '../support/tls.js';
 
 const sha256 = (data: Uint8Array) => `sha256:${createHash('sha256').update(data).digest('hex')}`;
 
@@ -190,14 +190,6 @@ describe('access log', () => {
   });
 });
 
-/** Runs openssl (a Debian package CI installs), failing with how to install it when it is missing. */
-function openssl(args: string[]): void {
-  if (spawnSync('openssl', ['version']).error) {
-    throw new Error('openssl is needed to make test certificates: apt-get install -y openssl');
-  }
-  execFileSync('openssl', args, { stdio: 'pipe' });
-}
-
 interface HttpsAnswer {
   status: number | undefined;
   headers: Record<string, string | string[] | undefined>;
@@ -229,29 +221,9 @@ describe('TLS', () => {
   let ca: Buffer;
 
   beforeAll(() => {
-    cert = join(dir, 'cert.pem');
-    key = join(dir, 'key.pem');
     otherKey = join(dir, 'other-key.pem');
     // Self-signed for 127.0.0.1: the client trusts it as its CA.
-    openssl([
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-days',
-      '1',
-      '-subj',
-      '/CN=127.0.0.1',
-      '-addext',
-      'subjectAltName=IP:127.0.0.1',
-      '-keyout',
-      key,
-      '-out',
-      cert,
-    ]);
+    ({ certificate: cert, key } = selfSignedCertificate(dir));
     openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', otherKey]);
     ca = readFileSync(cert);
   });

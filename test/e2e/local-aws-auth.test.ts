@@ -4,7 +4,6 @@
 // key. The function is configured as the CDK construct configures it: by the secrets' ARNs, read through
 // AWS_ENDPOINT_URL_SECRETS_MANAGER with signed requests. Driven over HTTP as a client would: challenge,
 // token, push, pull.
-import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { request } from 'node:https';
@@ -14,6 +13,7 @@ import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-sec
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type LocalAwsProcess, startLocalAwsProcess } from '../../bin/local/local-aws-process.js';
 import { htpasswdFile } from '../../bin/local/local-aws.js';
+import { selfSignedCertificate } from '../support/tls.js';
 
 const USER = 'alice';
 const PASSWORD = `pw-${randomBytes(12).toString('hex')}`;
@@ -263,33 +263,11 @@ describe('local AWS with --auth token over HTTPS, as API Gateway serves it', () 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'local-aws-tls-'));
     // A self-signed certificate for 127.0.0.1, trusted by nothing but these requests.
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:P-256',
-        '-nodes',
-        '-days',
-        '1',
-        '-subj',
-        '/CN=127.0.0.1',
-        '-addext',
-        'subjectAltName=IP:127.0.0.1',
-        '-keyout',
-        join(dir, 'key.pem'),
-        '-out',
-        join(dir, 'cert.pem'),
-      ],
-      { stdio: 'ignore' },
-    );
-    ca = readFileSync(join(dir, 'cert.pem'), 'utf8');
+    const { certificate, key } = selfSignedCertificate(dir);
+    ca = readFileSync(certificate, 'utf8');
     registry = await startLocalAwsProcess({
       auth: { type: 'token', htpasswd: htpasswdFile({ [USER]: PASSWORD }) },
-      tls: { certificate: join(dir, 'cert.pem'), key: join(dir, 'key.pem') },
+      tls: { certificate, key },
     });
   });
 
