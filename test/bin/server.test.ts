@@ -317,7 +317,7 @@ describe('TLS', () => {
     const signingKey = join(dir, 'token.key');
     await writeFile(htpasswd, bcryptLine('alice', 'tls-Secret-2'));
     await writeFile(signingKey, ecKey().pem);
-    const { origin } = await startTls({
+    const { origin, server } = await startTls({
       REGISTRY_AUTH_TOKEN_REALM: '/auth/token',
       REGISTRY_AUTH_TOKEN_SERVICE: 'registry.test',
       REGISTRY_AUTH_TOKEN_ISSUER: 'registry.test',
@@ -335,6 +335,10 @@ describe('TLS', () => {
     const { token } = JSON.parse(issued.body) as { token: string };
     const signedIn = await httpsGet(`${origin}/v2/`, ca, { authorization: `Bearer ${token}` });
     expect(signedIn.status).toBe(200);
+    // Neither the password nor the token reaches the log, whose access lines record these requests.
+    expect(server.logs).toContain('/auth/token?service=registry.test');
+    expect(server.logs).not.toContain('tls-Secret-2');
+    expect(server.logs).not.toContain(token.split('.')[2]);
   });
 });
 
