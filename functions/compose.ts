@@ -102,15 +102,15 @@ async function authentication(
   if (auth.rootCertBundle !== undefined) {
     const pem = await readSecret('auth.token.rootcertbundle', auth.rootCertBundle);
     keys.keys.push(
-      ...tokenConfig('auth.token.rootcertbundle', () => certificateKeys(pem, auth.rootCertBundle ?? '')),
+      ...asConfigError('auth.token.rootcertbundle', () => certificateKeys(pem, auth.rootCertBundle ?? '')),
     );
   }
   if (auth.jwks !== undefined) {
     const jwks = auth.jwks;
-    if (/^https?:\/\//.test(jwks)) keys.jwksUrl = tokenConfig('auth.token.jwks', () => jwksUrl(jwks));
+    if (/^https?:\/\//.test(jwks)) keys.jwksUrl = asConfigError('auth.token.jwks', () => jwksUrl(jwks));
     else {
       const text = await readSecret('auth.token.jwks', jwks);
-      keys.jwks = tokenConfig('auth.token.jwks', () => parseJwks(text));
+      keys.jwks = asConfigError('auth.token.jwks', () => parseJwks(text));
     }
   }
   let tokenEndpoint: TokenEndpoint | undefined;
@@ -150,12 +150,12 @@ async function authentication(
 
 async function loginsFrom(key: string, reference: string): Promise<Logins> {
   const text = await readSecret(key, reference);
-  const users = tokenConfig(key, () => new PasswordFile(text, reference));
+  const users = asConfigError(key, () => new PasswordFile(text, reference));
   return new Logins(users, new LoginThrottle());
 }
 
 /** Runs a parser of configured key material, turning what it refuses into a ConfigError naming the key. */
-function tokenConfig<T>(key: string, parse: () => T): T {
+function asConfigError<T>(key: string, parse: () => T): T {
   try {
     return parse();
   } catch (error) {
