@@ -1,7 +1,12 @@
 import { type Authorizer, OPEN_ACCESS } from './auth/access.js';
 import { BasicAuthorizer, BearerAuthorizer } from './auth/authorizers.js';
 import { Logins } from './auth/credentials.js';
-import { PasswordFile } from './auth/htpasswd.js';
+import {
+  PasswordFile,
+  PasswordFileError,
+  type PasswordSource,
+  WatchedPasswordFile,
+} from './auth/htpasswd.js';
 import { AccessPolicy } from './auth/policy.js';
 import { LoginThrottle } from './auth/throttle.js';
 import { TokenEndpoint } from './auth/token-endpoint.js';
@@ -26,7 +31,7 @@ import { Registry } from './registry/registry.js';
 import type { StorageDriver } from './storage/driver.js';
 import { FilesystemDriver } from './storage/filesystem.js';
 import { MemoryDriver } from './storage/memory.js';
-import { readSecret } from './secrets.js';
+import { isSecretArn, readSecret } from './secrets.js';
 
 /** The one place where configuration becomes concrete parts. */
 export interface Composition {
@@ -50,7 +55,7 @@ export async function composeRegistry(
   refuseUnimplemented(config, log);
   const storage = await storageDriver(config);
   const metadata = await metadataStore(config, storage);
-  const { authorizer, tokenEndpoint } = await authentication(config);
+  const { authorizer, tokenEndpoint } = await authentication(config, log);
   const registry = new Registry({
     storage,
     metadata,
@@ -82,6 +87,7 @@ export async function composeRegistry(
 /** The authorizer the auth and access sections describe, and the built-in token endpoint if configured. */
 async function authentication(
   config: RegistryConfig,
+  log: Logger,
 ): Promise<{ authorizer: Authorizer; tokenEndpoint?: TokenEndpoint }> {
   const auth = config.auth;
   if (!auth) {
@@ -90,7 +96,7 @@ async function authentication(
   }
   const policy = new AccessPolicy(config.access);
   if (auth.type === 'htpasswd') {
-    const logins = await loginsFrom('auth.htpasswd.path', auth.path);
+    const logins = await loginsFrom('auth.htpasswd.path', auth.path, log);
     return { authorizer: new BasicAuthorizer(auth.realm, logins, policy) };
   }
   const verify = {
@@ -128,7 +134,7 @@ async function authentication(
     });
     keys.keys.push(key.publicKey);
     if (!verify.algorithms.includes(key.algorithm)) verify.algorithms = [...verify.algorithms, key.algorithm];
-    const logins = await loginsFrom('auth.token.htpasswd', auth.htpasswd);
+    const logins = await loginsFrom('auth.token.htpasswd', auth.htpasswd, log);
     const path = new URL(auth.realm, 'http://registry.invalid').pathname;
     if (path.startsWith('/v2/') || path === '/v2') {
       throw new ConfigError(`auth.token.realm: the token endpoint cannot be under /v2/ (got ${path})`);
@@ -148,9 +154,21 @@ async function authentication(
   };
 }
 
-async function loginsFrom(key: string, reference: string): Promise<Logins> {
-  const text = await readSecret(key, reference);
-  const users = asConfigError(key, () => new PasswordFile(text, reference));
+/**
+ * The users of an htpasswd reference: a secret is read once (per Lambda container), a file is followed
+ * as it changes, so the standalone server takes new users without a restart.
+ */
+async function loginsFrom(key: string, reference: string, log: Logger): Promise<Logins> {
+  let users: PasswordSource;
+  if (isSecretArn(reference)) {
+    const text = await readSecret(key, reference);
+    users = asConfigError(key, () => new PasswordFile(text, reference));
+  } else {
+    await readSecret(key, reference); // the file's read errors, named as every configured file's are
+    users = await WatchedPasswordFile.open(reference, log).catch((error: unknown) => {
+      throw error instanceof PasswordFileError ? new ConfigError(`${key}: ${error.message}`) : error;
+    });
+  }
   return new Logins(users, new LoginThrottle());
 }
 

@@ -4,13 +4,16 @@ import { ConfigError } from './config.js';
 /** A Secrets Manager secret's ARN, in any partition. */
 const SECRET_ARN = /^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:.+$/;
 
+/** Whether a configured reference names a Secrets Manager secret (else it is a file path). */
+export const isSecretArn = (reference: string): boolean => SECRET_ARN.test(reference);
+
 /**
  * Reads a configured secret (an htpasswd file, a signing key): a Secrets Manager ARN is fetched with the
  * AWS SDK (loaded only then), anything else is a file path. Read once, when the registry is built;
  * errors name the configuration key and the reference, never the content.
  */
 export async function readSecret(key: string, reference: string): Promise<string> {
-  if (SECRET_ARN.test(reference)) return readSecretsManager(key, reference);
+  if (isSecretArn(reference)) return readSecretsManager(key, reference);
   try {
     return await readFile(reference, 'utf8');
   } catch (error) {

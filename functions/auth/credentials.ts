@@ -1,6 +1,6 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import { RegistryError } from '../registry/errors.js';
-import type { PasswordFile } from './htpasswd.js';
+import type { PasswordSource } from './htpasswd.js';
 import type { LoginThrottle } from './throttle.js';
 
 export interface BasicCredentials {
@@ -34,7 +34,7 @@ export class Logins {
   private readonly key = randomBytes(32);
 
   constructor(
-    private readonly users: PasswordFile,
+    private readonly users: PasswordSource,
     private readonly throttle: LoginThrottle,
   ) {}
 
@@ -46,7 +46,8 @@ export class Logins {
         headers: { 'Retry-After': String(wait) },
       });
     }
-    const ok = await this.users.verify(credentials.user, credentials.password);
+    const users = await this.users.current();
+    const ok = await users.verify(credentials.user, credentials.password);
     if (ok) this.throttle.succeeded(credentials.user);
     else this.throttle.failed(client, credentials.user, this.guessOf(credentials));
     return ok;
@@ -58,8 +59,8 @@ export class Logins {
   }
 
   /** The password file's fingerprint of the user's current hash (undefined when the user is gone). */
-  fingerprint(user: string): string | undefined {
-    return this.users.fingerprint(user);
+  async fingerprint(user: string): Promise<string | undefined> {
+    return (await this.users.current()).fingerprint(user);
   }
 }
 

@@ -1,5 +1,7 @@
 import { createHash, createHmac, randomBytes } from 'node:crypto';
+import { readFile, stat } from 'node:fs/promises';
 import bcrypt from 'bcryptjs';
+import type { Logger } from '../log.js';
 
 /** An htpasswd file that is not usable: the message names the line, never a hash. */
 export class PasswordFileError extends Error {
@@ -20,11 +22,16 @@ const WEAK: [RegExp, string][] = [
 const VERIFIED_TTL_MS = 60_000;
 const VERIFIED_CAPACITY = 1024;
 
+/** Where Logins finds the users: a PasswordFile itself, or one that follows a file as it changes. */
+export interface PasswordSource {
+  current(): Promise<PasswordFile>;
+}
+
 /**
  * Users and bcrypt password hashes, as `htpasswd -B` writes them (`name:$2y$...`). Other hash kinds
  * are refused when the file is read, so a user is never left with a weak hash that seems to work.
  */
-export class PasswordFile {
+export class PasswordFile implements PasswordSource {
   private readonly hashes = new Map<string, string>();
   /** HMACs (under a key of this process) of recently verified user:password pairs, with their expiry. */
   private readonly verified = new Map<string, number>();
@@ -64,6 +71,10 @@ export class PasswordFile {
       this.hashes.set(user, hash);
     });
     this.decoy = bcrypt.hashSync(randomBytes(16).toString('hex'), typicalCost([...this.hashes.values()]));
+  }
+
+  current(): Promise<PasswordFile> {
+    return Promise.resolve(this);
   }
 
   get size(): number {
@@ -109,6 +120,58 @@ export class PasswordFile {
     }
     this.verified.set(pair, expires);
   }
+}
+
+/**
+ * An htpasswd file on disk, read again when it changes (looked at no more than once per checkMs), so
+ * users are added, removed or given new passwords without a restart. A change that does not parse is
+ * reported and the users read before are kept, so a half-edited file never locks everyone out.
+ */
+export class WatchedPasswordFile implements PasswordSource {
+  private nextCheck: number;
+
+  private constructor(
+    private readonly path: string,
+    private file: PasswordFile,
+    private version: string,
+    private readonly checkMs: number,
+    private readonly log: Logger,
+  ) {
+    this.nextCheck = Date.now() + checkMs;
+  }
+
+  /** Reads path now: a missing or malformed file is an error here, at start. */
+  static async open(path: string, log: Logger, checkMs = 5000): Promise<WatchedPasswordFile> {
+    const version = await versionOf(path);
+    const file = new PasswordFile(await readFile(path, 'utf8'), path);
+    return new WatchedPasswordFile(path, file, version, checkMs, log);
+  }
+
+  async current(): Promise<PasswordFile> {
+    const now = Date.now();
+    if (now < this.nextCheck) return this.file;
+    // Set first: requests arriving while the file is read keep using the users they have.
+    this.nextCheck = now + this.checkMs;
+    try {
+      const version = await versionOf(this.path);
+      if (version !== this.version) {
+        this.version = version;
+        this.file = new PasswordFile(await readFile(this.path, 'utf8'), this.path);
+        this.log.info('htpasswd file read again', { path: this.path, users: this.file.size });
+      }
+    } catch (error) {
+      this.log.warn('htpasswd file changed but not read again: the users read before still apply', {
+        path: this.path,
+        error: (error as Error).message,
+      });
+    }
+    return this.file;
+  }
+}
+
+async function versionOf(path: string): Promise<string> {
+  const stats = await stat(path);
+  return `${stats.ino}:${stats.size}:${stats.mtimeMs}`;
 }
 
 /** The cost most hashes have (the higher on a tie); 10 for no hash. */

@@ -102,7 +102,7 @@ export class TokenEndpoint {
     if (!token) throw invalidRequest('refresh_token is required');
     try {
       const { user, fingerprint } = await this.issuer.verifyRefreshToken(token);
-      if (this.logins.fingerprint(user) !== fingerprint) throw new TokenError('revoked');
+      if ((await this.logins.fingerprint(user)) !== fingerprint) throw new TokenError('revoked');
       return user;
     } catch (error) {
       if (!(error instanceof TokenError)) throw error;
@@ -123,7 +123,7 @@ export class TokenEndpoint {
       .map((scope) => this.policy.grant(user, scope))
       .filter((scope) => scope.actions.length > 0);
     const { token, expiresIn, issuedAt } = await this.issuer.accessToken(user, granted);
-    const fingerprint = user === undefined ? undefined : this.logins.fingerprint(user);
+    const fingerprint = user === undefined ? undefined : await this.logins.fingerprint(user);
     const refresh =
       offline && user !== undefined && fingerprint !== undefined
         ? await this.issuer.refreshToken(user, fingerprint)

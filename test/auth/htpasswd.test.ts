@@ -2,7 +2,11 @@
 import bcrypt from 'bcryptjs';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { basicCredentials } from '../../functions/auth/credentials.js';
-import { PasswordFile, PasswordFileError } from '../../functions/auth/htpasswd.js';
+import { mkdtemp, rm, utimes, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PasswordFile, PasswordFileError, WatchedPasswordFile } from '../../functions/auth/htpasswd.js';
+import { jsonLogger } from '../../functions/log.js';
 import { RegistryError } from '../../functions/registry/errors.js';
 import { basic, bcryptLine, HTPASSWD_B, WEAK_HTPASSWD } from './fixtures.js';
 
@@ -106,6 +110,54 @@ describe('PasswordFile', () => {
     expect(fingerprint).toMatch(/^[A-Za-z0-9_-]{16}$/);
     expect(new PasswordFile(line).fingerprint('bob')).toBe(fingerprint);
     expect(new PasswordFile(bcryptLine('bob', 'two')).fingerprint('bob')).not.toBe(fingerprint);
+  });
+});
+
+describe('WatchedPasswordFile', () => {
+  async function watched(text: string) {
+    const dir = await mkdtemp(join(tmpdir(), 'htpasswd-'));
+    const path = join(dir, 'htpasswd');
+    await writeFile(path, text);
+    const lines: string[] = [];
+    const file = await WatchedPasswordFile.open(
+      path,
+      jsonLogger('info', {}, (line) => lines.push(line)),
+      0,
+    );
+    /** Rewrites the file, with a later modification time than any write before. */
+    const rewrite = async (next: string, seconds: number) => {
+      await writeFile(path, next);
+      const when = new Date(Date.now() + seconds * 1000);
+      await utimes(path, when, when);
+    };
+    return { file, rewrite, lines, cleanUp: () => rm(dir, { recursive: true, force: true }) };
+  }
+
+  it('takes users added to the file without a restart, and drops removed ones', async () => {
+    const { file, rewrite, lines, cleanUp } = await watched(bcryptLine('alice', 'a'));
+    try {
+      expect(await (await file.current()).verify('bob', 'b')).toBe(false);
+      await rewrite(`${bcryptLine('alice', 'a')}\n${bcryptLine('bob', 'b')}\n`, 10);
+      expect(await (await file.current()).verify('bob', 'b')).toBe(true);
+      await rewrite(bcryptLine('bob', 'b'), 20);
+      expect(await (await file.current()).verify('alice', 'a')).toBe(false);
+      expect(lines.filter((line) => line.includes('htpasswd file read again'))).toHaveLength(2);
+    } finally {
+      await cleanUp();
+    }
+  });
+
+  it('keeps the users it has when the changed file does not parse, and says so', async () => {
+    const { file, rewrite, lines, cleanUp } = await watched(bcryptLine('alice', 'a'));
+    try {
+      await rewrite('alice:$apr1$weak$hash\n', 10);
+      expect(await (await file.current()).verify('alice', 'a')).toBe(true);
+      const warning = lines.find((line) => line.includes('not read again'));
+      expect(warning).toContain('MD5 (htpasswd -m) is refused');
+      expect(warning).not.toContain('$apr1$weak$hash');
+    } finally {
+      await cleanUp();
+    }
   });
 });
 
