@@ -103,13 +103,43 @@ async function isolatedCacheCommand(
 
 // ---------------------------------------------------------------------------------------------------------
 
-export class Skopeo {
-  private constructor(
+/**
+ * What skopeo and podman share as containers/image tools: a temp dir with their auth file, an optional
+ * --cert-dir with the CA registries are verified against, and the same login and logout.
+ */
+abstract class ContainersImageTool {
+  protected constructor(
     readonly dir: string,
-    private readonly bin: string,
+    protected readonly bin: string,
     /** A --cert-dir holding the CA registries are verified against; undefined: TLS verification off. */
     readonly certDir: string | undefined,
   ) {}
+
+  abstract run(args: readonly string[], timeoutMs?: number): Promise<RunResult>;
+
+  /** Logs in into this instance's auth file; `trustCa: false` checks TLS against the system roots only. */
+  async login(host: string, login: Login, options: { trustCa?: boolean } = {}): Promise<RunResult> {
+    return this.run(
+      ['login', ...loginFlags(this.dir, this.certDir, login, options.trustCa ?? true), host],
+      60_000,
+    );
+  }
+
+  async logout(host: string): Promise<RunResult> {
+    return this.run(['logout', '--authfile', join(this.dir, 'auth.json'), host], 60_000);
+  }
+
+  async dispose(): Promise<void> {
+    await removeTempDir(this.dir);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+
+export class Skopeo extends ContainersImageTool {
+  private constructor(dir: string, bin: string, certDir: string | undefined) {
+    super(dir, bin, certDir);
+  }
 
   static async create(options: TlsTrustOptions = {}): Promise<Skopeo> {
     requireRoot();
@@ -183,22 +213,6 @@ export class Skopeo {
   async delete(ref: string): Promise<RunResult> {
     return this.run(['delete', ...tlsFlags(this.certDir), ref], 60_000);
   }
-
-  /** skopeo login into this instance's auth file; `trustCa: false` checks TLS against the system roots only. */
-  async login(host: string, login: Login, options: { trustCa?: boolean } = {}): Promise<RunResult> {
-    return this.run(
-      ['login', ...loginFlags(this.dir, this.certDir, login, options.trustCa ?? true), host],
-      60_000,
-    );
-  }
-
-  async logout(host: string): Promise<RunResult> {
-    return this.run(['logout', '--authfile', join(this.dir, 'auth.json'), host], 60_000);
-  }
-
-  async dispose(): Promise<void> {
-    await removeTempDir(this.dir);
-  }
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -212,13 +226,10 @@ export interface PodmanImage {
   RootFS: { Layers: string[] };
 }
 
-export class Podman {
-  private constructor(
-    readonly dir: string,
-    private readonly bin: string,
-    /** A --cert-dir holding the CA registries are verified against; undefined: TLS verification off. */
-    readonly certDir: string | undefined,
-  ) {}
+export class Podman extends ContainersImageTool {
+  private constructor(dir: string, bin: string, certDir: string | undefined) {
+    super(dir, bin, certDir);
+  }
 
   static async create(options: TlsTrustOptions = {}): Promise<Podman> {
     requireRoot();
@@ -319,22 +330,6 @@ export class Podman {
       dest,
     ]);
     return (await readFile(digestFile, 'utf8')).trim();
-  }
-
-  /** podman login into this instance's auth file; `trustCa: false` checks TLS against the system roots only. */
-  async login(host: string, login: Login, options: { trustCa?: boolean } = {}): Promise<RunResult> {
-    return this.run(
-      ['login', ...loginFlags(this.dir, this.certDir, login, options.trustCa ?? true), host],
-      60_000,
-    );
-  }
-
-  async logout(host: string): Promise<RunResult> {
-    return this.run(['logout', '--authfile', join(this.dir, 'auth.json'), host], 60_000);
-  }
-
-  async dispose(): Promise<void> {
-    await removeTempDir(this.dir);
   }
 }
 
