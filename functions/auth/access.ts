@@ -22,10 +22,12 @@ export function repositoryScope(name: string, ...actions: string[]): Scope {
   return { type: 'repository', name, actions };
 }
 
-/** The network peer of a request, as the runtime adapter knows it. */
+/** Who sent a request: its network peer, as the runtime adapter knows it, and the user it signed in as. */
 export interface ClientInfo {
   /** The client's IP address (the socket's peer, or API Gateway's sourceIp). */
   address?: string | undefined;
+  /** Set by the registry once the request is authenticated, for the adapter's access log. */
+  user?: string | undefined;
 }
 
 /** The outcome of authorization: who made the request, and what else they may do. */

@@ -61,6 +61,7 @@ export class TokenEndpoint {
       throw new RegistryError('UNAUTHORIZED', 'invalid username or password', { headers: challenge });
     }
     const user = credentials?.user;
+    client.user = user;
     const offline = query.get('offline_token') === 'true' && user !== undefined;
     return this.issue(user, scopes, offline);
   }
@@ -93,6 +94,7 @@ export class TokenEndpoint {
         `grant_type must be password or refresh_token, got ${JSON.stringify(grant ?? '')}`,
       );
     }
+    client.user = user;
     const offline = grant === 'password' && form.get('access_type') === 'offline';
     return this.issue(user, scopes, offline);
   }

@@ -12,6 +12,8 @@ export interface AccessLogEntry {
   started: number;
   remote: string | undefined;
   userAgent: string | undefined;
+  /** The user the request was authenticated as; absent when anonymous or refused. */
+  user: string | undefined;
   /** Whether the whole response reached the client (false when it went away first). */
   completed?: boolean;
 }

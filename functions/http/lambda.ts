@@ -1,4 +1,5 @@
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
+import type { ClientInfo } from '../auth/access.js';
 import { errorFields, type Logger } from '../log.js';
 import { logRequest } from './access-log.js';
 import type { RequestHandler } from './handler.js';
@@ -72,6 +73,7 @@ async function serve(
   const requestId = context.awsRequestId;
   const summary = summarize(event);
   let bytesIn = 0;
+  const client: ClientInfo = { address: summary.remote };
   let result: APIGatewayProxyStructuredResultV2 | undefined;
   try {
     let request: Request;
@@ -82,7 +84,7 @@ async function serve(
       result = errorResult(400, 'UNSUPPORTED', `malformed request: ${(error as Error).message}`, requestId);
       return result;
     }
-    const response = await handler.handle(request, { address: summary.remote });
+    const response = await handler.handle(request, client);
     const body = request.method === 'HEAD' ? await discard(response) : await readBody(response);
     const answer = body === undefined ? undefined : toResult(response, body, options, requestId);
     if (answer === undefined || payloadBytes(answer) > MAX_RESPONSE_PAYLOAD_BYTES) {
@@ -117,6 +119,7 @@ async function serve(
         started,
         remote: summary.remote,
         userAgent: summary.userAgent,
+        user: client.user,
       });
     }
   }

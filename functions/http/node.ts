@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import { TLSSocket } from 'node:tls';
 import { pipeline } from 'node:stream/promises';
+import type { ClientInfo } from '../auth/access.js';
 import { errorFields, type Logger } from '../log.js';
 import { logRequest } from './access-log.js';
 import type { RequestHandler } from './handler.js';
@@ -36,6 +37,7 @@ async function serve(
   const started = performance.now();
   const requestId = headerValue(req.headers['x-request-id']) ?? randomUUID();
   const counter = { bytesIn: 0 };
+  const client: ClientInfo = { address: req.socket.remoteAddress };
   let status = 500;
   try {
     let request: Request;
@@ -46,7 +48,7 @@ async function serve(
       status = sendError(res, 400, 'UNSUPPORTED', (error as Error).message);
       return;
     }
-    const response = await handler.handle(request, { address: req.socket.remoteAddress });
+    const response = await handler.handle(request, client);
     status = response.status;
     res.statusCode = response.status;
     for (const [name, values] of Object.entries(options.headers ?? {})) res.setHeader(name, values);
@@ -81,6 +83,7 @@ async function serve(
         started,
         remote: req.socket.remoteAddress,
         userAgent: req.headers['user-agent'],
+        user: client.user,
         completed: res.writableFinished,
       });
     }

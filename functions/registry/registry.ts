@@ -176,6 +176,7 @@ export class Registry {
       }
       if (params.name !== undefined) checkRepositoryName(params.name);
       const access = await this.authorizer.authorize(request, client, method.scopes(params));
+      client.user = access.user;
       if (this.ctx.options.readOnly && !READS.has(request.method)) {
         throw new RegistryError(
           'UNSUPPORTED',

@@ -310,6 +310,18 @@ describe('TLS', () => {
     expect(signedIn.status).toBe(200);
     expect(server.logs).not.toContain('clear text');
     expect(server.logs).not.toContain('tls-Secret-1');
+    // The access log names the user of an authenticated request, and no user for the refused one.
+    // A request's line is written once its response has gone, so it may trail the answer a little.
+    const requests = () =>
+      server.logs
+        .split('\n')
+        .filter((line) => line.includes('"msg":"request"'))
+        .map((line) => JSON.parse(line) as { status: number; user?: string });
+    await expect.poll(() => requests().length).toBe(2);
+    expect(requests().map(({ status, user }) => [status, user])).toEqual([
+      [401, undefined],
+      [200, 'alice'],
+    ]);
   });
 
   it('serves the built-in token endpoint over HTTPS, with an https realm', async () => {

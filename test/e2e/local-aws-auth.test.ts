@@ -222,6 +222,14 @@ describe('local AWS with --auth token (API Gateway -> Lambda -> Secrets Manager,
     expect(key).toMatch(/^-----BEGIN PRIVATE KEY-----\n/);
     const logs = reg().logs();
     expect(logs, 'the function logged its requests').toContain('"msg":"request"');
+    // Who each authenticated request was, for audit: the token's subject.
+    const signedIn = logs
+      .split('\n')
+      .filter((line) => line.startsWith('{') && line.includes('"msg":"request"'))
+      .map((line) => JSON.parse(line) as { path?: string; user?: string })
+      .filter((entry) => entry.path?.includes('/manifests/'));
+    expect(signedIn.length).toBeGreaterThan(0);
+    expect(signedIn.some((entry) => entry.user === USER)).toBe(true);
     const keyLines = key.split('\n').filter((line) => line !== '' && !line.startsWith('-----'));
     expect(keyLines.length).toBeGreaterThan(0);
     for (const line of keyLines) expect(logs).not.toContain(line);
