@@ -31,7 +31,7 @@ import { Registry } from './registry/registry.js';
 import type { StorageDriver } from './storage/driver.js';
 import { FilesystemDriver } from './storage/filesystem.js';
 import { MemoryDriver } from './storage/memory.js';
-import { isSecretArn, readSecret } from './secrets.js';
+import { isSecretArn, readSecret, unreadableFile } from './secrets.js';
 
 /** The one place where configuration becomes concrete parts. */
 export interface Composition {
@@ -164,9 +164,9 @@ async function loginsFrom(key: string, reference: string, log: Logger): Promise<
     const text = await readSecret(key, reference);
     users = asConfigError(key, () => new PasswordFile(text, reference));
   } else {
-    await readSecret(key, reference); // the file's read errors, named as every configured file's are
     users = await WatchedPasswordFile.open(reference, log).catch((error: unknown) => {
-      throw error instanceof PasswordFileError ? new ConfigError(`${key}: ${error.message}`) : error;
+      if (error instanceof PasswordFileError) throw new ConfigError(`${key}: ${error.message}`);
+      throw unreadableFile(key, reference, error);
     });
   }
   return new Logins(users, new LoginThrottle());

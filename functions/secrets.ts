@@ -17,10 +17,14 @@ export async function readSecret(key: string, reference: string): Promise<string
   try {
     return await readFile(reference, 'utf8');
   } catch (error) {
-    throw new ConfigError(
-      `${key}: cannot read ${reference}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
-    );
+    throw unreadableFile(key, reference, error);
   }
+}
+
+/** The error for a configured file that cannot be read: the key, the path and the reason (ENOENT...). */
+export function unreadableFile(key: string, path: string, error: unknown): ConfigError {
+  const reason = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+  return new ConfigError(`${key}: cannot read ${path}: ${reason}`);
 }
 
 const PERMANENT = new Set([
