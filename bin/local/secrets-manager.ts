@@ -12,8 +12,8 @@
  */
 import { createHash, createHmac, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { SignatureV4 } from '@smithy/signature-v4';
+import { listenOnLoopback } from './free-port.js';
 
 export interface LocalCredentials {
   accessKeyId: string;
@@ -211,11 +211,7 @@ export async function startSecretsManager(options: SecretsManagerOptions): Promi
     respond(res, 200, operation(input as Record<string, unknown>));
   }
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', resolve);
-  });
-  const { port } = server.address() as AddressInfo;
+  const port = await listenOnLoopback(server);
 
   return {
     endpoint: `http://127.0.0.1:${port}`,

@@ -137,10 +137,6 @@ abstract class ContainersImageTool {
 // ---------------------------------------------------------------------------------------------------------
 
 export class Skopeo extends ContainersImageTool {
-  private constructor(dir: string, bin: string, certDir: string | undefined) {
-    super(dir, bin, certDir);
-  }
-
   static async create(options: TlsTrustOptions = {}): Promise<Skopeo> {
     requireRoot();
     const bin = requireBinary('skopeo', 'skopeo');
@@ -227,10 +223,6 @@ export interface PodmanImage {
 }
 
 export class Podman extends ContainersImageTool {
-  private constructor(dir: string, bin: string, certDir: string | undefined) {
-    super(dir, bin, certDir);
-  }
-
   static async create(options: TlsTrustOptions = {}): Promise<Podman> {
     requireRoot();
     const bin = requireBinary('podman', 'podman');

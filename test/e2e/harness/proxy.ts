@@ -16,8 +16,9 @@ import {
   type ServerResponse,
 } from 'node:http';
 import { Agent as HttpsAgent, createServer as createHttpsServer, request as httpsRequest } from 'node:https';
-import { connect, type AddressInfo, type Socket } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
+import { listenOnLoopback } from '../../../bin/local/free-port.js';
 
 export interface Exchange {
   seq: number;
@@ -249,13 +250,7 @@ export async function startRecordingProxy(
     appendFileSync(logFile, `TLS handshake failed: ${err.message}\n`);
   });
   server.keepAliveTimeout = 30_000;
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      resolve();
-    });
-  });
-  const { port } = server.address() as AddressInfo;
+  const port = await listenOnLoopback(server);
   return {
     port,
     exchanges,
@@ -319,13 +314,7 @@ export async function startConnectProxy(hostname: string): Promise<ConnectProxy>
     upstream.on('error', () => client.destroy());
     client.on('error', () => upstream.destroy());
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      resolve();
-    });
-  });
-  const { port } = server.address() as AddressInfo;
+  const port = await listenOnLoopback(server);
   return {
     port,
     tunnels,
