@@ -26,7 +26,8 @@ import type { RequestHandler } from './http/handler.js';
 import type { Logger } from './log.js';
 import { StorageBackedMetadataStore } from './metadata/storage-backed.js';
 import type { MetadataStore } from './metadata/store.js';
-import type { RegistryOptions } from './registry/context.js';
+import type { RegistryOptions, UploadRouting } from './registry/context.js';
+import { UploadUrlSigner } from './registry/upload-urls.js';
 import { Registry } from './registry/registry.js';
 import type { StorageDriver } from './storage/driver.js';
 import { FilesystemDriver } from './storage/filesystem.js';
@@ -55,12 +56,17 @@ export async function composeRegistry(
   refuseUnimplemented(config, log);
   const storage = await storageDriver(config);
   const metadata = await metadataStore(config, storage);
-  const { authorizer, tokenEndpoint } = await authentication(config, log);
+  // The upload service authorizes by signed URL alone (see Registry), so it takes no credentials.
+  const { authorizer, tokenEndpoint } = config.uploads.only
+    ? { authorizer: OPEN_ACCESS, tokenEndpoint: undefined }
+    : await authentication(config, log);
+  const uploads = await uploadRouting(config);
   const registry = new Registry({
     storage,
     metadata,
     log,
     authorizer,
+    ...(uploads && { uploads }),
     options: {
       deleteEnabled: config.storage.delete.enabled,
       readOnly: config.storage.maintenance.readOnly.enabled,
@@ -82,6 +88,19 @@ export async function composeRegistry(
       }
     : registry;
   return { handler, registry, storage, metadata };
+}
+
+/** Signed upload URLs, when the uploads section sends uploads elsewhere (or this is the upload service). */
+async function uploadRouting(config: RegistryConfig): Promise<UploadRouting | undefined> {
+  const { edge, service, only, urlExpiryMs } = config.uploads;
+  const reference = config.http.secret;
+  if ((!edge && service === undefined && !only) || reference === undefined) return undefined;
+  const secret = isSecretArn(reference) ? (await readSecret('http.secret', reference)).trim() : reference;
+  const signer = asConfigError(
+    'http.secret',
+    () => new UploadUrlSigner(secret, Math.round(urlExpiryMs / 1000)),
+  );
+  return { signer, edge, service, only };
 }
 
 /** The authorizer the auth and access sections describe, and the built-in token endpoint if configured. */

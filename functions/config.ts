@@ -129,7 +129,10 @@ export interface RegistryConfig {
     prefix: string;
     /** `http.host`: the externally reachable URL. */
     host: string | undefined;
-    /** `http.secret`: the key upload state is signed with. */
+    /**
+     * `http.secret`: the key upload URLs are signed with (a literal, or a Secrets Manager ARN); needed
+     * by the uploads section, and the same on the registry and its upload service.
+     */
     secret: string | undefined;
     /** `http.relativeurls` */
     relativeUrls: boolean;
@@ -166,6 +169,20 @@ export interface RegistryConfig {
   };
   /** `catalog.maxentries` (default 1000). */
   catalog: { maxEntries: number };
+  /**
+   * `uploads`: where blob uploads may go besides this API, for fronts that cannot carry large bodies
+   * (the AWS deployment). All of it signs upload URLs with http.secret.
+   */
+  uploads: {
+    /** `uploads.edge`: the upload edge is in front; sign new uploads' URLs for it, link what it stores. */
+    edge: boolean;
+    /** `uploads.service`: the upload service's URL; new uploads' Locations point there. */
+    service: string | undefined;
+    /** `uploads.only`: this server is the upload service: it serves signed upload URLs only. */
+    only: boolean;
+    /** `uploads.urlexpiry` (default 1h): how long a signed upload URL may be used. */
+    urlExpiryMs: number;
+  };
 }
 
 export interface LoadOptions {
@@ -375,6 +392,15 @@ const schema = object(
       }),
     ),
     catalog: field('catalog', object({ maxEntries: field('maxentries', int(0)) })),
+    uploads: field(
+      'uploads',
+      object({
+        edge: field('edge', bool()),
+        service: field('service', optStr(absoluteUrl)),
+        only: field('only', bool()),
+        urlExpiryMs: field('urlexpiry', duration(3_600_000)),
+      }),
+    ),
   },
   {
     unsupported: {
@@ -484,7 +510,32 @@ function resolveConfig(d: Decoded, ctx: Context): RegistryConfig {
       })),
     },
     catalog: { maxEntries: d.catalog.maxEntries > 0 ? d.catalog.maxEntries : 1000 },
+    uploads: resolveUploads(d, ctx),
   };
+}
+
+function resolveUploads(d: Decoded, ctx: Context): RegistryConfig['uploads'] {
+  const uploads = d.uploads;
+  if (!uploads.edge && uploads.service === undefined && !uploads.only) return uploads;
+  if (d.http.secret === undefined) {
+    throw configError(
+      ctx,
+      'uploads: signed upload URLs need http.secret (the same on the registry and its upload service)',
+    );
+  }
+  if (uploads.service !== undefined && !/^https?:\/\//.test(uploads.service)) {
+    throw configError(
+      ctx,
+      `uploads.service: expected an http(s) URL, got ${JSON.stringify(uploads.service)}`,
+    );
+  }
+  if (uploads.only && (uploads.edge || uploads.service !== undefined)) {
+    throw configError(ctx, 'uploads.only: the upload service takes neither uploads.edge nor uploads.service');
+  }
+  if (uploads.urlExpiryMs < 60_000) {
+    throw configError(ctx, 'uploads.urlexpiry: at least 1m, so that a client can start its upload');
+  }
+  return uploads;
 }
 
 function resolveTls(tls: Decoded['http']['tls'], ctx: Context): TlsConfig | undefined {

@@ -528,6 +528,66 @@ describe('loadConfig auth and access sections', () => {
   });
 });
 
+describe('loadConfig uploads', () => {
+  const secret = 'http:\n  secret: a-secret-of-at-least-thirty-two-characters\n';
+
+  it('is off by default, with URLs valid for an hour once on', async () => {
+    expect((await load(minimal)).config.uploads).toEqual({
+      edge: false,
+      service: undefined,
+      only: false,
+      urlExpiryMs: 3_600_000,
+    });
+  });
+
+  it('takes the edge, the upload service and the upload-only mode from the file or the environment', async () => {
+    const { config } = await load(`${minimal}${secret}uploads: {edge: true, urlexpiry: 15m}\n`, {
+      REGISTRY_UPLOADS_SERVICE: 'https://uploads.example.com',
+    });
+    expect(config.uploads).toEqual({
+      edge: true,
+      service: 'https://uploads.example.com',
+      only: false,
+      urlExpiryMs: 900_000,
+    });
+    const service = await load(minimal, {
+      REGISTRY_UPLOADS_ONLY: 'true',
+      REGISTRY_HTTP_SECRET: 'a-secret-of-at-least-thirty-two-characters',
+    });
+    expect(service.config.uploads.only).toBe(true);
+  });
+
+  it.each([
+    ['no http.secret', 'uploads: {edge: true}', 'uploads: signed upload URLs need http.secret'],
+    [
+      'a service that is not http(s)',
+      `${secret}uploads: {service: 'ftp://x'}`,
+      'uploads.service: expected an http(s) URL',
+    ],
+    [
+      'an upload service that routes',
+      `${secret}uploads: {only: true, edge: true}`,
+      'uploads.only: the upload service takes',
+    ],
+    [
+      'a URL lifetime too short to start with',
+      `${secret}uploads: {edge: true, urlexpiry: 10s}`,
+      'uploads.urlexpiry: at least 1m',
+    ],
+  ])('refuses %s', async (_what, yaml, message) => {
+    const loading = load(`${minimal}${yaml}\n`);
+    await expect(loading).rejects.toBeInstanceOf(ConfigError);
+    await expect(loading).rejects.toThrow(message);
+  });
+
+  it('refuses a short secret when the registry is composed', async () => {
+    const { config } = await load(`${inmemory}http: {secret: short}\nuploads: {edge: true}\n`);
+    await expect(composeRegistry(config, silentLogger)).rejects.toThrow(
+      new ConfigError('http.secret: the upload URL secret (http.secret) must have at least 32 characters'),
+    );
+  });
+});
+
 describe('parseGoDuration', () => {
   it('parses Go duration syntax to milliseconds', () => {
     expect(parseGoDuration('1m30s')).toBe(90_000);

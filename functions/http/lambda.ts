@@ -153,7 +153,11 @@ function toRequest(event: unknown): { request: Request; bytesIn: number } {
   const cookies = [headers.get('cookie'), ...eventCookies].filter((cookie) => cookie !== null);
   if (cookies.length > 0) headers.set('cookie', cookies.join('; '));
 
-  const host = [headers.get('host'), context.domainName].find(
+  // Behind the upload edge, API Gateway sees CloudFront's origin request, whose Host is the API's own:
+  // the edge's viewer-request function passes the name the client used as X-Forwarded-Host, so that
+  // URLs built from the request (the token realm) name the registry's address.
+  const forwardedHost = headers.get('x-forwarded-host')?.split(',')[0]?.trim();
+  const host = [forwardedHost, headers.get('host'), context.domainName].find(
     (name): name is string => typeof name === 'string' && /^[A-Za-z0-9.:[\]-]+$/.test(name),
   );
   if (host === undefined) throw new Error('the event has neither a valid Host header nor a domainName');

@@ -19,6 +19,26 @@ export class BlobStore {
     }
   }
 
+  /**
+   * Who stored a blob's bytes directly, bypassing the registry (the upload edge records the repository
+   * and upload id as the object's metadata), or undefined when the bytes are not stored or say nothing.
+   */
+  async directUpload(
+    digest: Digest,
+  ): Promise<{ size: number; repository: string; upload: string } | undefined> {
+    let info;
+    try {
+      info = await this.driver.stat(blobPath(digest));
+    } catch (error) {
+      if (error instanceof PathNotFoundError) return undefined;
+      throw error;
+    }
+    const repository = info.metadata?.[DIRECT_UPLOAD_REPOSITORY];
+    const upload = info.metadata?.[DIRECT_UPLOAD_ID];
+    if (info.isDir || repository === undefined || upload === undefined) return undefined;
+    return { size: info.size, repository, upload };
+  }
+
   getContent(digest: Digest): Promise<Uint8Array> {
     return this.driver.getContent(blobPath(digest));
   }
@@ -71,6 +91,10 @@ export class BlobStore {
     }
   }
 }
+
+/** The metadata keys (x-amz-meta-registry-repository, ...) the upload edge writes with a blob. */
+export const DIRECT_UPLOAD_REPOSITORY = 'registry-repository';
+export const DIRECT_UPLOAD_ID = 'registry-upload';
 
 function blobPath(digest: Digest): string {
   return `/blobs/${digest.algorithm}/${digest.hex.slice(0, 2)}/${digest.hex}/data`;

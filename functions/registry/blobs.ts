@@ -2,6 +2,7 @@ import { PathNotFoundError } from '../storage/driver.js';
 import type { Context } from './context.js';
 import { parseDigest } from './digest.js';
 import { RegistryError } from './errors.js';
+import { linkDirectUpload } from './uploads.js';
 
 /** GET and HEAD of a blob: served only when the blob is linked into the repository. */
 export async function getBlob(
@@ -11,7 +12,8 @@ export async function getBlob(
   reference: string,
 ): Promise<Response> {
   const digest = parseDigest(reference);
-  const link = await ctx.metadata.getBlobLink(name, digest.value);
+  const link =
+    (await ctx.metadata.getBlobLink(name, digest.value)) ?? (await linkDirectUpload(ctx, name, digest));
   if (!link) throw blobUnknown(digest.value);
   const headers: Record<string, string> = {
     'Docker-Content-Digest': digest.value,

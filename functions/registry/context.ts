@@ -2,6 +2,7 @@ import type { MetadataStore } from '../metadata/store.js';
 import type { Logger } from '../log.js';
 import type { BlobStore } from './blob-store.js';
 import type { RunningHash } from './digest.js';
+import type { UploadUrlSigner } from './upload-urls.js';
 
 export interface RegistryOptions {
   /** distribution's storage.delete.enabled: without it, DELETE answers 405 UNSUPPORTED. */
@@ -30,12 +31,32 @@ export const DEFAULT_OPTIONS: RegistryOptions = {
   persistHashState: false,
 };
 
+/**
+ * Where uploads go besides this registry's own API, for deployments whose front cannot carry large
+ * request bodies (API Gateway and Lambda): see upload-urls.ts.
+ */
+export interface UploadRouting {
+  /** Signs the upload URLs handed out; every mode below needs it. */
+  signer: UploadUrlSigner;
+  /**
+   * The upload edge is in front: a new upload's Location is signed so that one PUT of the whole blob
+   * can go straight to storage, and a blob stored that way is linked into its repository on first use.
+   */
+  edge: boolean;
+  /** The upload service's base URL: a new upload's Location points there, signed. */
+  service: string | undefined;
+  /** This registry is the upload service: it serves signed upload URLs and nothing else. */
+  only: boolean;
+}
+
 /** What every request handler works with. Built once per process; holds no per-request state. */
 export interface Context {
   blobs: BlobStore;
   metadata: MetadataStore;
   options: RegistryOptions;
   log: Logger;
+  /** Signed upload URLs, when uploads may go elsewhere; undefined: every upload stays on this API. */
+  uploads: UploadRouting | undefined;
   /**
    * Running hashes of upload sessions this process served last, keyed by "id@offset", so that the
    * next chunk on the same process continues at native speed. A session continued elsewhere

@@ -5,6 +5,7 @@ import { RegistryError } from './errors.js';
 import { MAX_MANIFEST_BYTES, parseManifest, type ParsedManifest } from './manifest.js';
 import { checkTag, isTag } from './names.js';
 import { readBody } from './request.js';
+import { linkDirectUpload } from './uploads.js';
 
 /** GET and HEAD of a manifest by tag or digest. */
 export async function getManifest(ctx: Context, name: string, reference: string): Promise<Response> {
@@ -101,7 +102,9 @@ async function checkReferences(ctx: Context, name: string, manifest: ParsedManif
     });
   await Promise.all([
     ...manifest.blobs.map(async (blob) => {
-      const link = await ctx.metadata.getBlobLink(name, blob.digest);
+      const link =
+        (await ctx.metadata.getBlobLink(name, blob.digest)) ??
+        (await linkDirectUpload(ctx, name, parseDigest(blob.digest)));
       if (!link) throw missing(blob.digest);
       if (link.size !== blob.size) {
         throw new RegistryError(

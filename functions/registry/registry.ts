@@ -18,11 +18,18 @@ import {
 } from '../storage/driver.js';
 import { BlobStore } from './blob-store.js';
 import { deleteBlob, getBlob } from './blobs.js';
-import { type Context, DEFAULT_OPTIONS, HashCache, type RegistryOptions } from './context.js';
+import {
+  type Context,
+  DEFAULT_OPTIONS,
+  HashCache,
+  type RegistryOptions,
+  type UploadRouting,
+} from './context.js';
 import { errorResponse, RegistryError } from './errors.js';
 import { listReferrers, listRepositories, listTags } from './listings.js';
 import { deleteManifest, getManifest, putManifest } from './manifests.js';
 import { checkRepositoryName } from './names.js';
+import { UPLOAD_URL_PARAMETER } from './upload-urls.js';
 import { cancelUpload, patchUpload, putUpload, startUpload, uploadStatus } from './uploads.js';
 
 type Params = Record<string, string>;
@@ -61,15 +68,27 @@ const remove = (handle: Handler): Method => ({
   handle: deleting(handle),
 });
 
+const VERSION_ROUTE: Route = {
+  pattern: /^\/v2\/?$/,
+  methods: {
+    GET: { scopes: () => [], handle: apiVersion },
+    HEAD: { scopes: () => [], handle: apiVersion },
+  },
+};
+
+const UPLOAD_SESSION_ROUTE: Route = {
+  pattern: /^\/v2\/(?<name>.+)\/blobs\/uploads\/(?<uuid>[^/]+)$/,
+  methods: {
+    GET: push((ctx, _req, _url, p) => uploadStatus(ctx, name(p), p.uuid ?? '')),
+    PATCH: push((ctx, req, _url, p) => patchUpload(ctx, req, name(p), p.uuid ?? '')),
+    PUT: push((ctx, req, url, p) => putUpload(ctx, req, name(p), p.uuid ?? '', url)),
+    DELETE: push((ctx, _req, _url, p) => cancelUpload(ctx, name(p), p.uuid ?? '')),
+  },
+};
+
 /** The API, most specific patterns first: repository names contain "/", so they are matched from the end. */
 const ROUTES: Route[] = [
-  {
-    pattern: /^\/v2\/?$/,
-    methods: {
-      GET: { scopes: () => [], handle: apiVersion },
-      HEAD: { scopes: () => [], handle: apiVersion },
-    },
-  },
+  VERSION_ROUTE,
   {
     pattern: /^\/v2\/_catalog$/,
     methods: {
@@ -93,15 +112,7 @@ const ROUTES: Route[] = [
     pattern: /^\/v2\/(?<name>.+)\/blobs\/uploads\/?$/,
     methods: { POST: push((ctx, req, url, p, access) => startUpload(ctx, req, name(p), url, access)) },
   },
-  {
-    pattern: /^\/v2\/(?<name>.+)\/blobs\/uploads\/(?<uuid>[^/]+)$/,
-    methods: {
-      GET: push((ctx, _req, _url, p) => uploadStatus(ctx, name(p), p.uuid ?? '')),
-      PATCH: push((ctx, req, _url, p) => patchUpload(ctx, req, name(p), p.uuid ?? '')),
-      PUT: push((ctx, req, url, p) => putUpload(ctx, req, name(p), p.uuid ?? '', url)),
-      DELETE: push((ctx, _req, _url, p) => cancelUpload(ctx, name(p), p.uuid ?? '')),
-    },
-  },
+  UPLOAD_SESSION_ROUTE,
   {
     pattern: /^\/v2\/(?<name>.+)\/blobs\/(?<digest>[^/]+)$/,
     methods: {
@@ -125,6 +136,8 @@ export interface RegistryDependencies {
   log?: Logger;
   /** Who may do what; without one, the registry is open to anyone. */
   authorizer?: Authorizer;
+  /** Signed upload URLs for the upload edge and the upload service (see upload-urls.ts). */
+  uploads?: UploadRouting;
 }
 
 /**
@@ -142,6 +155,7 @@ export class Registry {
       metadata: deps.metadata,
       options: { ...DEFAULT_OPTIONS, ...deps.options },
       log: deps.log ?? silentLogger,
+      uploads: deps.uploads,
       hashes: new HashCache(),
     };
   }
@@ -164,7 +178,8 @@ export class Registry {
 
   private async route(request: Request, client: ClientInfo): Promise<Response> {
     const url = new URL(request.url);
-    for (const route of ROUTES) {
+    const only = this.ctx.uploads?.only === true;
+    for (const route of only ? [VERSION_ROUTE, UPLOAD_SESSION_ROUTE] : ROUTES) {
       const match = route.pattern.exec(url.pathname);
       if (!match) continue;
       const params = decodeParams(match.groups ?? {});
@@ -175,7 +190,9 @@ export class Registry {
         });
       }
       if (params.name !== undefined) checkRepositoryName(params.name);
-      const access = await this.authorizer.authorize(request, client, method.scopes(params));
+      const access = only
+        ? this.uploadUrlAccess(url, params)
+        : await this.authorizer.authorize(request, client, method.scopes(params));
       client.user = access.user;
       if (this.ctx.options.readOnly && !READS.has(request.method)) {
         throw new RegistryError(
@@ -185,7 +202,40 @@ export class Registry {
       }
       return method.handle(this.ctx, request, url, params, access);
     }
-    throw new RegistryError('UNSUPPORTED', `no API endpoint at ${url.pathname}`, { status: 404 });
+    throw new RegistryError(
+      'UNSUPPORTED',
+      only
+        ? `no API endpoint at ${url.pathname}: this is an upload service, serving only the upload URLs its registry hands out`
+        : `no API endpoint at ${url.pathname}`,
+      { status: 404 },
+    );
+  }
+
+  /**
+   * The upload service's authorization: the URL itself, signed by the registry that started the upload,
+   * grants that one upload (and nothing else); no credentials are asked for, since clients may drop them
+   * when an upload moves to another host. The version check is open, as the load balancer's health check.
+   */
+  private uploadUrlAccess(url: URL, params: Params): Access {
+    const { name: repository, uuid } = params;
+    if (repository === undefined || uuid === undefined) return { user: undefined, allows: () => false };
+    const check = this.ctx.uploads?.signer.check(
+      repository,
+      uuid,
+      url.searchParams.get(UPLOAD_URL_PARAMETER),
+    );
+    if (check !== 'valid') {
+      throw new RegistryError(
+        'DENIED',
+        check === 'expired'
+          ? 'the upload URL has expired: start the upload again'
+          : 'not an upload URL signed by this registry',
+      );
+    }
+    return {
+      user: undefined,
+      allows: (scope) => scope.type === 'repository' && scope.name === repository,
+    };
   }
 
   /** Errors in one place: registry errors as they are, storage errors by kind, anything else a logged 500. */

@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { type Access, repositoryScope } from '../auth/access.js';
-import type { UploadSession } from '../metadata/store.js';
+import type { BlobLink, UploadSession } from '../metadata/store.js';
 import type { Context } from './context.js';
 import { type Digest, NativeHash, parseDigest, PortableHash, type RunningHash } from './digest.js';
 import { RegistryError } from './errors.js';
@@ -35,7 +35,7 @@ export async function startUpload(
     // Monolithic upload: the whole blob in the POST body.
     return finishUpload(ctx, request, session, parseDigest(digest));
   }
-  return uploadAccepted(session, 202);
+  return uploadAccepted(ctx, session, 202, true);
 }
 
 export async function patchUpload(
@@ -46,7 +46,7 @@ export async function patchUpload(
 ): Promise<Response> {
   const session = await getSession(ctx, name, id);
   const updated = await appendBody(ctx, request, session, false);
-  return uploadAccepted(updated, 202);
+  return uploadAccepted(ctx, updated, 202);
 }
 
 export async function putUpload(
@@ -64,7 +64,7 @@ export async function putUpload(
 }
 
 export async function uploadStatus(ctx: Context, name: string, id: string): Promise<Response> {
-  return uploadAccepted(await getSession(ctx, name, id), 204);
+  return uploadAccepted(ctx, await getSession(ctx, name, id), 204);
 }
 
 export async function cancelUpload(ctx: Context, name: string, id: string): Promise<Response> {
@@ -72,6 +72,36 @@ export async function cancelUpload(ctx: Context, name: string, id: string): Prom
   await ctx.metadata.deleteUpload(name, session.id);
   await ctx.blobs.deleteUpload(session.id);
   return new Response(null, { status: 204, headers: { 'Content-Length': '0' } });
+}
+
+/**
+ * Links a blob that the upload edge stored straight into storage, on the first request that needs it
+ * (a blob HEAD or GET, a manifest PUT). The object's metadata names the repository and the upload
+ * session it came from; that session must still be open in this repository, so a cancelled, finished or
+ * foreign upload links nothing. Storage checked the bytes against the digest as they arrived.
+ */
+export async function linkDirectUpload(
+  ctx: Context,
+  name: string,
+  digest: Digest,
+): Promise<BlobLink | undefined> {
+  if (ctx.uploads?.edge !== true || digest.algorithm !== 'sha256') return undefined;
+  const stored = await ctx.blobs.directUpload(digest);
+  if (stored?.repository !== name) return undefined;
+  const session = UPLOAD_ID.test(stored.upload)
+    ? await ctx.metadata.getUpload(name, stored.upload)
+    : undefined;
+  if (!session) return undefined;
+  const link: BlobLink = { digest: digest.value, size: stored.size };
+  await ctx.metadata.linkBlob(name, link);
+  await discard(ctx, session);
+  ctx.log.info('linked a blob stored by the upload edge', {
+    repository: name,
+    digest: digest.value,
+    size: stored.size,
+    upload: session.id,
+  });
+  return link;
 }
 
 /** Links a blob from another repository; undefined (so a normal upload follows) when from cannot give it. */
@@ -128,7 +158,7 @@ async function appendBody(
   session: UploadSession,
   finish: boolean,
 ): Promise<UploadSession> {
-  const range = contentRange(request, session);
+  const range = contentRange(ctx, request, session);
   if (!request.body && !(finish && session.offset > 0)) return session;
   const hash = request.body ? await runningHash(ctx, session) : undefined;
   const writer = await ctx.blobs.uploadWriter(session.id, true);
@@ -183,7 +213,7 @@ async function appendBody(
     throw new RegistryError(
       'SIZE_INVALID',
       `Content-Range ends at ${range.end} but the body ended at ${hash.size - 1}`,
-      { status: 416, headers: progressHeaders(updated) },
+      { status: 416, headers: progressHeaders(ctx, updated) },
     );
   }
   return updated;
@@ -255,14 +285,18 @@ async function discard(ctx: Context, session: UploadSession): Promise<void> {
 }
 
 /** Parses Content-Range ("start-end", as the spec writes it; "bytes start-end" too) and checks it continues the upload. */
-function contentRange(request: Request, session: UploadSession): { start: number; end: number } | undefined {
+function contentRange(
+  ctx: Context,
+  request: Request,
+  session: UploadSession,
+): { start: number; end: number } | undefined {
   const header = request.headers.get('content-range');
   if (header === null) return undefined;
   const match = /^(?:bytes[ =])?(\d+)-(\d+)(?:\/(?:\d+|\*))?$/.exec(header.trim());
   if (!match) {
     throw new RegistryError('BLOB_UPLOAD_INVALID', `malformed Content-Range ${JSON.stringify(header)}`, {
       status: 416,
-      headers: progressHeaders(session),
+      headers: progressHeaders(ctx, session),
     });
   }
   const start = Number(match[1]);
@@ -271,7 +305,7 @@ function contentRange(request: Request, session: UploadSession): { start: number
     throw new RegistryError(
       'BLOB_UPLOAD_INVALID',
       `chunk ${start}-${end} does not continue the upload, which has ${session.offset} bytes`,
-      { status: 416, headers: progressHeaders(session) },
+      { status: 416, headers: progressHeaders(ctx, session) },
     );
   }
   const length = request.headers.get('content-length');
@@ -281,24 +315,42 @@ function contentRange(request: Request, session: UploadSession): { start: number
       `Content-Length ${length} does not match Content-Range ${start}-${end}`,
       {
         status: 416,
-        headers: progressHeaders(session),
+        headers: progressHeaders(ctx, session),
       },
     );
   }
   return { start, end };
 }
 
-function uploadAccepted(session: UploadSession, status: 202 | 204): Response {
-  return new Response(null, { status, headers: { ...progressHeaders(session), 'Content-Length': '0' } });
+function uploadAccepted(ctx: Context, session: UploadSession, status: 202 | 204, started = false): Response {
+  return new Response(null, {
+    status,
+    headers: { ...progressHeaders(ctx, session, started), 'Content-Length': '0' },
+  });
 }
 
-function progressHeaders(session: UploadSession): Record<string, string> {
+function progressHeaders(ctx: Context, session: UploadSession, started = false): Record<string, string> {
   return {
-    Location: `/v2/${session.repository}/blobs/uploads/${session.id}`,
+    Location: uploadLocation(ctx, session, started),
     // docker requires Range on every answer; distribution writes "0-0" for an empty upload too.
     Range: `0-${Math.max(session.offset - 1, 0)}`,
     'Docker-Upload-UUID': session.id,
   };
+}
+
+/**
+ * Where the client sends the upload's next request. A new upload's URL is signed when the upload may
+ * leave this API: to the upload edge (one PUT of the whole blob straight to storage) or to the upload
+ * service. Later answers of the registry's own API point back at it, unsigned: the bytes they took are
+ * in the session, so the edge must not take the final PUT. The upload service keeps signing its own.
+ */
+function uploadLocation(ctx: Context, session: UploadSession, started: boolean): string {
+  const routing = ctx.uploads;
+  const path = `/v2/${session.repository}/blobs/uploads/${session.id}`;
+  if (routing === undefined) return path;
+  const signed = () => routing.signer.signedPath(session.repository, session.id);
+  if (started && routing.service !== undefined) return `${routing.service.replace(/\/+$/, '')}${signed()}`;
+  return (started && routing.edge) || routing.only ? signed() : path;
 }
 
 function blobCreated(name: string, digest: Digest): Response {

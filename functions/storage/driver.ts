@@ -76,6 +76,11 @@ export interface FileInfo {
   size: number;
   modTime: Date;
   isDir: boolean;
+  /**
+   * The object's user metadata, for drivers whose objects carry it (S3's x-amz-meta-*, keys without
+   * the prefix). The registry writes none itself; the upload edge records who uploaded a blob there.
+   */
+  metadata?: Readonly<Record<string, string>>;
 }
 
 /** Base of the typed errors every driver throws; the registry maps these, never leaking them as 500s. */

@@ -181,8 +181,8 @@ class S3Backend extends S3Bucket implements StorageDriver {
   async stat(path: string): Promise<FileInfo> {
     const key = this.#key(path);
     try {
-      const { size, modTime } = await this.#head(key, path);
-      return { path, size, modTime, isDir: false };
+      const { size, modTime, metadata } = await this.#head(key, path);
+      return { path, size, modTime, isDir: false, ...(metadata && { metadata }) };
     } catch (error) {
       if (!(error instanceof PathNotFoundError)) throw error;
     }
@@ -280,10 +280,18 @@ class S3Backend extends S3Bucket implements StorageDriver {
     return `${this.bucket}/${key.split('/').map(encodeURIComponent).join('/')}`;
   }
 
-  async #head(key: string, path: string): Promise<{ size: number; modTime: Date }> {
+  async #head(
+    key: string,
+    path: string,
+  ): Promise<{ size: number; modTime: Date; metadata: Record<string, string> | undefined }> {
     try {
       const response = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
-      return { size: response.ContentLength ?? 0, modTime: response.LastModified ?? new Date() };
+      return {
+        size: response.ContentLength ?? 0,
+        modTime: response.LastModified ?? new Date(),
+        metadata:
+          response.Metadata && Object.keys(response.Metadata).length > 0 ? response.Metadata : undefined,
+      };
     } catch (error) {
       throw notFound(error, path);
     }

@@ -335,6 +335,26 @@ describe('lambda adapter over the registry', () => {
     ]);
   });
 
+  it('builds the URL from X-Forwarded-Host behind the upload edge, whose origin requests carry the API host', async () => {
+    const { handler, seen } = recordingHandler(() => new Response(null, { status: 204 }));
+    const recorded = lambdaAdapter(handler, { log: recordingLogger().log, accessLog: false });
+    const headers = { host: 'abc.execute-api.us-east-1.amazonaws.com' };
+    await recorded(
+      apiEvent('GET', '/v2/', { headers: { ...headers, 'x-forwarded-host': 'registry.example.com' } }),
+      lambdaContext(),
+    );
+    await recorded(
+      apiEvent('GET', '/v2/', {
+        headers: { ...headers, 'x-forwarded-host': 'bad/host, registry.example.com' },
+      }),
+      lambdaContext(),
+    );
+    expect(seen.map((request) => request.url)).toEqual([
+      'https://registry.example.com/v2/',
+      'https://abc.execute-api.us-east-1.amazonaws.com/v2/',
+    ]);
+  });
+
   it('passes repeated headers joined with commas, and joins repeated response headers', async () => {
     const manifest = await pushManifest('lambda/accept', 'v1');
     const accept = `application/vnd.docker.distribution.manifest.v2+json,${OCI_MANIFEST}`;
