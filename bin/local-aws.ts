@@ -11,6 +11,10 @@
  * (LocalStack). Services not started here must already have the bucket and table named by
  * LOCAL_AWS_BUCKET and LOCAL_AWS_TABLE (default `registry`).
  *
+ * --edge puts the upload edge in front (bin/local/cloudfront.ts runs the real CloudFront Function code),
+ * --upload-service starts the upload service beside the function (dist/registry.mjs with uploads.only):
+ * together, layers of any size push with every client, as deployed with both options.
+ *
  * With --auth, the users (the htpasswd file) and a freshly generated signing key are stored in a local
  * Secrets Manager (bin/local/secrets-manager.ts; or the one AWS_ENDPOINT_URL_SECRETS_MANAGER names), and
  * the function is configured as the ServerlessRegistry construct configures it: by their ARNs.
@@ -19,12 +23,12 @@ import { LOCAL_AWS_USAGE, parseLocalAwsArgs } from './local/local-aws-args.js';
 import { LOCAL_AWS_LISTENING_MESSAGE, startLocalAws } from './local/local-aws.js';
 
 async function main(): Promise<void> {
-  const { help, auth, tls } = parseLocalAwsArgs(process.argv.slice(2));
+  const { help, auth, ...front } = parseLocalAwsArgs(process.argv.slice(2));
   if (help) {
     process.stdout.write(LOCAL_AWS_USAGE);
     return;
   }
-  const registry = await startLocalAws({ ...(auth && { auth }), ...(tls && { tls }) });
+  const registry = await startLocalAws({ ...(auth && { auth }), ...front });
   process.stderr.write(
     JSON.stringify({
       time: new Date().toISOString(),

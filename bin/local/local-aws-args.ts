@@ -5,7 +5,12 @@ import { readAccessFile } from '../../lib/auth-environment.js';
 import type { LocalAwsAuthOptions, LocalAwsTls } from './local-aws.js';
 
 /** What `npm run local:aws -- --help` prints. */
-export const LOCAL_AWS_USAGE = `usage: local-aws [--auth token|htpasswd --htpasswd FILE [options]]
+export const LOCAL_AWS_USAGE = `usage: local-aws [--edge] [--upload-service] [--auth token|htpasswd --htpasswd FILE [options]]
+
+  --edge                    the upload edge in front (CloudFront and its functions): one-PUT uploads
+                            (containerd, BuildKit) go straight to S3
+  --upload-service          the upload service beside the function (Fargate): PATCH uploads (docker,
+                            podman, skopeo) stream to S3 through it
 
   --auth token              Docker token auth: the token endpoint at /auth/token, as deployed
   --auth htpasswd           HTTP basic auth on every request
@@ -24,6 +29,8 @@ export function parseLocalAwsArgs(args: readonly string[]): {
   help: boolean;
   auth?: LocalAwsAuthOptions;
   tls?: LocalAwsTls;
+  edge?: boolean;
+  uploadService?: boolean;
 } {
   const { values } = parseArgs({
     args: [...args],
@@ -37,6 +44,8 @@ export function parseLocalAwsArgs(args: readonly string[]): {
       'anonymous-pull': { type: 'string', multiple: true },
       'tls-certificate': { type: 'string' },
       'tls-key': { type: 'string' },
+      edge: { type: 'boolean' },
+      'upload-service': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -48,12 +57,18 @@ export function parseLocalAwsArgs(args: readonly string[]): {
   if ((certificate === undefined) !== (key === undefined)) {
     throw new Error(`--tls-certificate and --tls-key go together\n${LOCAL_AWS_USAGE}`);
   }
-  const tls = certificate !== undefined && key !== undefined ? { tls: { certificate, key } } : {};
+  const tls = {
+    ...(certificate !== undefined && key !== undefined && { tls: { certificate, key } }),
+    ...(values.edge === true && { edge: true }),
+    ...(values['upload-service'] === true && { uploadService: true }),
+  };
   const { auth: type, htpasswd, access, service, issuer } = values;
   const expiration = values['token-expiration'];
   const anonymousPull = values['anonymous-pull'];
   if (type === undefined) {
-    const authOptions = Object.keys(values).filter((name) => !name.startsWith('tls-'));
+    const authOptions = Object.keys(values).filter(
+      (name) => !name.startsWith('tls-') && name !== 'edge' && name !== 'upload-service',
+    );
     if (authOptions.length > 0) {
       throw new Error(`--${authOptions.join(', --')} go with --auth\n${LOCAL_AWS_USAGE}`);
     }

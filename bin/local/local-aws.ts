@@ -28,6 +28,7 @@ import { apiGatewayFront } from './api-gateway.js';
 import { startDynamoDbLocal } from './dynamodb-local.js';
 import { startFauxqs, startRgw, type S3Service } from './s3-local.js';
 import { type LocalCredentials, startSecretsManager } from './secrets-manager.js';
+import { type LocalUploadService, startUploadService } from './upload-service.js';
 
 /** The message of the line `npm run local:aws` logs (stderr, JSON, with the description) once it serves. */
 export const LOCAL_AWS_LISTENING_MESSAGE = 'local AWS registry listening';
@@ -73,6 +74,13 @@ export interface LocalAwsOptions {
    * @default plain HTTP
    */
   readonly tls?: LocalAwsTls;
+  /**
+   * The upload edge in front, as the construct's edge prop deploys it (CloudFront with its functions):
+   * the real CloudFront Function code runs on every request, and one-PUT uploads go straight to the S3.
+   */
+  readonly edge?: boolean;
+  /** The upload service beside the function, as the construct's uploadService prop deploys it on Fargate. */
+  readonly uploadService?: boolean;
 }
 
 export interface LocalAwsTls {
@@ -140,7 +148,9 @@ export async function startLocalAws(options: LocalAwsOptions = {}): Promise<Loca
     if (s3.createBucket) await s3.createBucket(bucket);
     // With the function's credentials and region: DynamoDB Local keeps a database per key and region.
     if (dynamodb) await createTable(dynamodb.client({ credentials, region: s3.region }), table);
-    const auth = options.auth ? await authSecrets(options.auth, s3.region, credentials, stops) : undefined;
+    const secrets = lazySecretStore(s3.region, credentials, stops);
+    const auth = options.auth ? await authSecrets(options.auth, secrets) : undefined;
+    const uploads = options.edge || options.uploadService ? await uploadSecret(secrets) : undefined;
 
     // The function's environment, as the CDK construct sets it, plus the local endpoints.
     const environment: Record<string, string> = {
@@ -163,7 +173,22 @@ export async function startLocalAws(options: LocalAwsOptions = {}): Promise<Loca
         : {}),
       ...(dynamodbEndpoint ? { REGISTRY_METADATA_DYNAMODB_ENDPOINT: dynamodbEndpoint } : {}),
       ...(auth?.environment ?? {}),
+      ...(uploads?.environment ?? {}),
     };
+    let service: LocalUploadService | undefined;
+    if (options.uploadService) {
+      // The container's variables: the function's storage, metadata and secret, not its auth or routing.
+      service = await startUploadService({
+        environment: Object.fromEntries(
+          Object.entries(environment).filter(([name]) => !/^REGISTRY_(AUTH|ACCESS|UPLOADS)/.test(name)),
+        ),
+        ...(options.tls && { tls: options.tls }),
+      });
+      const started = service;
+      stops.push(() => started.stop());
+      environment.REGISTRY_UPLOADS_SERVICE = service.url;
+    }
+    if (options.edge) environment.REGISTRY_UPLOADS_EDGE = 'true';
     Object.assign(env, environment);
     // Imported only now: the handler reads its environment when its module loads, as on Lambda.
     const { handler } = await import('../../functions/handlers/registry.js');
@@ -200,6 +225,11 @@ export async function startLocalAws(options: LocalAwsOptions = {}): Promise<Loca
       table,
       ...(auth ? { auth: options.auth?.type ?? '', ...auth.description } : {}),
       ...(auth && options.auth?.type === 'token' ? { realm: `${url}${TOKEN_REALM}` } : {}),
+      ...(uploads && {
+        uploadSecret: uploads.arn,
+        secretsManager: uploads.environment.AWS_ENDPOINT_URL_SECRETS_MANAGER ?? '',
+      }),
+      ...(service && { uploadService: service.url }),
     };
     return {
       url,
@@ -214,60 +244,98 @@ export async function startLocalAws(options: LocalAwsOptions = {}): Promise<Loca
   }
 }
 
+interface SecretStore {
+  /** The Secrets Manager endpoint the function is given. */
+  readonly endpoint: string;
+  /** Stores a secret under a name of this run; its ARN. */
+  create(name: string, value: string): Promise<string>;
+}
+
 /**
- * Stores the users and a fresh signing key as secrets, in the local Secrets Manager (started here) or
- * the one AWS_ENDPOINT_URL_SECRETS_MANAGER names, and gives the construct's variables for them.
+ * The local Secrets Manager, started on first use (or the one AWS_ENDPOINT_URL_SECRETS_MANAGER names),
+ * holding what the construct keeps in Secrets Manager: the users, the signing key, the upload URL secret.
  */
-async function authSecrets(
-  auth: LocalAwsAuthOptions,
+function lazySecretStore(
   region: string,
   credentials: LocalCredentials,
   stops: (() => Promise<void>)[],
-): Promise<{ environment: Record<string, string>; description: Record<string, string> }> {
-  let endpoint = process.env.AWS_ENDPOINT_URL_SECRETS_MANAGER;
-  if (endpoint === undefined) {
-    const local = await startSecretsManager({ credentials, region, accountId: LOCAL_ACCOUNT });
-    stops.push(() => local.stop());
-    endpoint = local.endpoint;
-  }
-  const client = new SecretsManagerClient({ endpoint, region, credentials });
-  // Names of their own, so that runs against a shared service (LocalStack) do not collide.
-  const run = randomBytes(4).toString('hex');
-  try {
-    const create = async (name: string, value: string): Promise<string> => {
-      const { ARN } = await client.send(
-        new CreateSecretCommand({ Name: `local-aws/${run}/${name}`, SecretString: value }),
-      );
-      if (ARN === undefined) throw new Error(`CreateSecret ${name} gave no ARN`);
-      return ARN;
-    };
-    const htpasswdSecretArn = await create('htpasswd', auth.htpasswd);
-    const signingKeySecretArn =
-      auth.type === 'token' ? await create('signing-key', newSigningKeyPem()) : undefined;
-    const environment = {
-      AWS_ENDPOINT_URL_SECRETS_MANAGER: endpoint,
-      ...authEnvironment({
-        type: auth.type,
-        htpasswdSecretArn,
-        signingKeySecretArn,
-        service: auth.service ?? LOCAL_AWS_SERVICE,
-        issuer: auth.issuer,
-        tokenExpirationSeconds: auth.tokenExpirationSeconds,
-        access: auth.access,
-        anonymousPull: auth.anonymousPull,
-      }),
-    };
+): () => Promise<SecretStore> {
+  let store: Promise<SecretStore> | undefined;
+  const open = async (): Promise<SecretStore> => {
+    let endpoint = process.env.AWS_ENDPOINT_URL_SECRETS_MANAGER;
+    if (endpoint === undefined) {
+      const local = await startSecretsManager({ credentials, region, accountId: LOCAL_ACCOUNT });
+      stops.push(() => local.stop());
+      endpoint = local.endpoint;
+    }
+    const client = new SecretsManagerClient({ endpoint, region, credentials });
+    stops.push(() => {
+      client.destroy();
+      return Promise.resolve();
+    });
+    // Names of their own, so that runs against a shared service (LocalStack) do not collide.
+    const run = randomBytes(4).toString('hex');
     return {
-      environment,
-      description: {
-        secretsManager: endpoint,
-        htpasswdSecret: htpasswdSecretArn,
-        ...(signingKeySecretArn === undefined ? {} : { signingKeySecret: signingKeySecretArn }),
+      endpoint,
+      create: async (name, value) => {
+        const { ARN } = await client.send(
+          new CreateSecretCommand({ Name: `local-aws/${run}/${name}`, SecretString: value }),
+        );
+        if (ARN === undefined) throw new Error(`CreateSecret ${name} gave no ARN`);
+        return ARN;
       },
     };
-  } finally {
-    client.destroy();
-  }
+  };
+  return () => (store ??= open());
+}
+
+/** Stores the users and a fresh signing key as secrets, and gives the construct's variables for them. */
+async function authSecrets(
+  auth: LocalAwsAuthOptions,
+  secrets: () => Promise<SecretStore>,
+): Promise<{ environment: Record<string, string>; description: Record<string, string> }> {
+  const store = await secrets();
+  const htpasswdSecretArn = await store.create('htpasswd', auth.htpasswd);
+  const signingKeySecretArn =
+    auth.type === 'token' ? await store.create('signing-key', newSigningKeyPem()) : undefined;
+  const environment = {
+    AWS_ENDPOINT_URL_SECRETS_MANAGER: store.endpoint,
+    ...authEnvironment({
+      type: auth.type,
+      htpasswdSecretArn,
+      signingKeySecretArn,
+      service: auth.service ?? LOCAL_AWS_SERVICE,
+      issuer: auth.issuer,
+      tokenExpirationSeconds: auth.tokenExpirationSeconds,
+      access: auth.access,
+      anonymousPull: auth.anonymousPull,
+    }),
+  };
+  return {
+    environment,
+    description: {
+      secretsManager: store.endpoint,
+      htpasswdSecret: htpasswdSecretArn,
+      ...(signingKeySecretArn === undefined ? {} : { signingKeySecret: signingKeySecretArn }),
+    },
+  };
+}
+
+/**
+ * The secret upload URLs are signed with, generated as CloudFormation generates it for the construct
+ * (43 characters, no punctuation), in Secrets Manager; the function and the upload service get its ARN.
+ */
+async function uploadSecret(
+  secrets: () => Promise<SecretStore>,
+): Promise<{ secret: string; arn: string; environment: Record<string, string> }> {
+  const store = await secrets();
+  const secret = randomBytes(32).toString('base64url').replace(/[-_]/g, 'x');
+  const arn = await store.create('upload-url-secret', secret);
+  return {
+    secret,
+    arn,
+    environment: { AWS_ENDPOINT_URL_SECRETS_MANAGER: store.endpoint, REGISTRY_HTTP_SECRET: arn },
+  };
 }
 
 /** An htpasswd file for users (name → password), bcrypt-hashed as `htpasswd -nbB` does. */

@@ -134,7 +134,7 @@ export async function startFauxqs(): Promise<S3Service> {
 
 /**
  * Starts a one-node Ceph RGW as TESTING.md describes: in a temporary directory, a monitor and an RGW on
- * free ports of 127.0.0.1, one memstore OSD of 1 GiB; waits until the gateway answers and creates a user
+ * free ports of 127.0.0.1, one memstore OSD (8 GiB by default, taken as it fills); waits until the gateway answers and creates a user
  * with fresh keys. Throws (saying how to install them) when the Ceph binaries are missing.
  */
 export async function startRgw(): Promise<S3Service> {
@@ -267,7 +267,7 @@ osd pool default pg autoscale mode = off
 osd pool default pg num = 8
 osd pool default pgp num = 8
 osd objectstore = memstore
-memstore device bytes = ${1024 * 1024 * 1024}
+memstore device bytes = ${memstoreBytes()}
 osd max object name len = 256
 run dir = ${dir}/run
 log file = ${dir}/log/$name.log
@@ -280,6 +280,18 @@ keyring = ${dir}/keyring
 rgw frontends = beast endpoint=127.0.0.1:${rgwPort} tcp_nodelay=1
 rgw data = ${dir}/rgw
 `;
+}
+
+/**
+ * The memstore OSD's capacity: memory is only taken as objects are written, so the default is roomy
+ * enough for gigabyte layers (an upload's parts, the blob it becomes, and a copy in flight).
+ * LOCAL_AWS_RGW_MEMSTORE_MIB changes it.
+ */
+function memstoreBytes(): number {
+  const mib = Number(process.env.LOCAL_AWS_RGW_MEMSTORE_MIB ?? 8192);
+  if (!Number.isInteger(mib) || mib < 256)
+    throw new Error('LOCAL_AWS_RGW_MEMSTORE_MIB: a whole number of MiB, at least 256');
+  return mib * 1024 * 1024;
 }
 
 function makeService(

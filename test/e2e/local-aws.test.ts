@@ -9,12 +9,12 @@
 // under that limit (random data of 1, 2 and 3 MiB), and an image with an 8 MiB layer must fail fast with the
 // 413 in the client's error, leaving no tag behind.
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { Containerd, DockerDaemon, Podman, Skopeo } from './harness/clients.js';
-import { CommandError, removeTempDir, run, Timings } from './harness/exec.js';
+import { removeTempDir, run, Timings } from './harness/exec.js';
 import {
   verifyLayoutBlobs,
   writeRandomImage,
@@ -22,63 +22,20 @@ import {
   type ImageInfo,
   type IndexInfo,
 } from './harness/images.js';
-import { LOCAL_AWS_LISTENING, REPO_ROOT, RegistryUnderTest, sha256 } from './harness/registry.js';
+import {
+  allDigests,
+  ESBUILD_ARGS,
+  expectBlobRedirects,
+  failureOf,
+  layerDigests,
+  layoutRefDigest,
+  MIB,
+} from './harness/local-aws.js';
+import { REPO_ROOT, RegistryUnderTest, sha256 } from './harness/registry.js';
 import { expectManifestDigest, expectMounted, expectSameImageContent } from './harness/suite.js';
 
-const MIB = 1024 * 1024;
-const ESBUILD_ARGS = [
-  'esbuild',
-  'bin/local-aws.ts',
-  '--bundle',
-  '--platform=node',
-  '--target=node20',
-  '--format=esm',
-  '--packages=external',
-  '--sourcemap',
-  '--log-level=warning',
-  '--outfile=dist/local-aws.mjs',
-];
 /** A push that API Gateway refuses must fail well before any client-side or integration timeout. */
 const REFUSED_PUSH_MAX_MS = 15_000;
-
-function allDigests(image: ImageInfo): string[] {
-  return [image.manifest.digest, image.config.digest, ...image.layers.map((l) => l.digest)];
-}
-
-function layerDigests(manifest: Record<string, unknown>): string[] {
-  return (manifest as unknown as { layers: { digest: string }[] }).layers.map((l) => l.digest);
-}
-
-async function layoutRefDigest(layout: string): Promise<string | undefined> {
-  const index = JSON.parse(await readFile(join(layout, 'index.json'), 'utf8')) as {
-    manifests: { digest: string }[];
-  };
-  return index.manifests[0]?.digest;
-}
-
-/** The S3 endpoint and bucket that dist/local-aws.mjs reports in its listening line. */
-async function s3Location(registry: RegistryUnderTest): Promise<{ endpoint: string; bucket: string }> {
-  const line = (await readFile(registry.logFile, 'utf8'))
-    .split('\n')
-    .find((l) => l.includes(LOCAL_AWS_LISTENING));
-  if (line === undefined) throw new Error(`no listening line in ${registry.logFile}`);
-  const { s3, bucket } = JSON.parse(line) as { s3: string; bucket: string };
-  return { endpoint: s3, bucket };
-}
-
-/** The output of a client command that had to fail (its error in `stderr`), and how long it took. */
-async function failureOf(command: Promise<unknown>): Promise<{ stderr: string; output: string; ms: number }> {
-  const started = performance.now();
-  try {
-    await command;
-  } catch (err) {
-    const ms = performance.now() - started;
-    if (!(err instanceof CommandError)) throw err;
-    const { stderr, stdout } = err.result;
-    return { stderr, output: `${stderr}\n${stdout}`, ms };
-  }
-  throw new Error('the command succeeded, but it had to fail');
-}
 
 describe('local AWS deployment (API Gateway -> Lambda -> Ceph RGW + DynamoDB Local)', () => {
   const timings = new Timings('local-aws');
@@ -103,33 +60,6 @@ describe('local AWS deployment (API Gateway -> Lambda -> Ceph RGW + DynamoDB Loc
     }
     return { skopeo, podman, docker, containerd };
   };
-
-  /**
-   * Asserts that every blob GET of `repo` since `mark` was answered 307 with a presigned URL of the S3
-   * bucket (no blob bytes through the Lambda), that `digests` were among them, and returns the locations.
-   */
-  async function expectBlobRedirects(
-    mark: number,
-    repo: string,
-    digests: readonly string[],
-  ): Promise<Map<string, string>> {
-    const { endpoint, bucket } = await s3Location(reg());
-    const gets = reg()
-      .since(mark)
-      .filter((e) => e.method === 'GET' && e.url.startsWith(`/v2/${repo}/blobs/sha256:`));
-    const locations = new Map<string, string>();
-    for (const e of gets) {
-      expect(e.status, `GET ${e.url}`).toBe(307);
-      const location = e.res.location ?? '';
-      expect(location, `Location of GET ${e.url}`).toMatch(
-        new RegExp(`^${endpoint.replace(/[.]/g, '\\.')}/${bucket}/.*[?&]X-Amz-Signature=`),
-      );
-      locations.set(e.url.slice(`/v2/${repo}/blobs/`.length), location);
-    }
-    for (const digest of digests) expect([...locations.keys()], `blob GETs of ${repo}`).toContain(digest);
-    expect(reg().downloadedBlobBytesSince(mark, repo), 'blob bytes served through the Lambda').toBe(0);
-    return locations;
-  }
 
   beforeAll(async () => {
     await timings.time('build dist/local-aws.mjs (esbuild)', () =>
@@ -219,7 +149,7 @@ describe('local AWS deployment (API Gateway -> Lambda -> Ceph RGW + DynamoDB Loc
     );
     expect(await layoutRefDigest(dest)).toBe(image.manifest.digest);
     expect((await verifyLayoutBlobs(dest)).sort()).toEqual(allDigests(image).sort());
-    const locations = await expectBlobRedirects(mark, 'skopeo/image', [
+    const locations = await expectBlobRedirects(reg(), mark, 'skopeo/image', [
       image.config.digest,
       ...image.layers.map((l) => l.digest),
     ]);
@@ -270,6 +200,7 @@ describe('local AWS deployment (API Gateway -> Lambda -> Ceph RGW + DynamoDB Loc
       [index.index.digest, ...index.images.flatMap(allDigests)].sort(),
     );
     await expectBlobRedirects(
+      reg(),
       mark,
       'skopeo/index',
       index.images.flatMap((i) => [i.config.digest, ...i.layers.map((l) => l.digest)]),
@@ -306,7 +237,7 @@ describe('local AWS deployment (API Gateway -> Lambda -> Ceph RGW + DynamoDB Loc
 
     const pullMark = registry.mark();
     await timings.time('ctr pull 3-layer image (fresh namespace)', () => containerd.pull('pull', ref));
-    await expectBlobRedirects(pullMark, 'ctr/image', [
+    await expectBlobRedirects(reg(), pullMark, 'ctr/image', [
       image.config.digest,
       ...image.layers.map((l) => l.digest),
     ]);
@@ -321,7 +252,7 @@ describe('local AWS deployment (API Gateway -> Lambda -> Ceph RGW + DynamoDB Loc
     const ref = `${registry.host}/skopeo/image:v1`;
     const mark = registry.mark();
     await timings.time('ctr pull of the skopeo-pushed image', () => containerd.pull('from-skopeo', ref));
-    await expectBlobRedirects(mark, 'skopeo/image', [
+    await expectBlobRedirects(reg(), mark, 'skopeo/image', [
       image.config.digest,
       ...image.layers.map((l) => l.digest),
     ]);
@@ -348,7 +279,7 @@ describe('local AWS deployment (API Gateway -> Lambda -> Ceph RGW + DynamoDB Loc
     const mark = registry.mark();
     await timings.time('podman pull 3-layer image', () => podman.pull(name));
     // podman recompressed the layers: its manifest names other layer digests than the source's.
-    await expectBlobRedirects(mark, 'podman/image', [image.config.digest, ...layerDigests(manifest)]);
+    await expectBlobRedirects(reg(), mark, 'podman/image', [image.config.digest, ...layerDigests(manifest)]);
     const pulled = await podman.inspect(name);
     expect(pulled.Digest).toBe(digest);
     expect(`sha256:${pulled.Id}`).toBe(image.config.digest);
@@ -375,7 +306,7 @@ describe('local AWS deployment (API Gateway -> Lambda -> Ceph RGW + DynamoDB Loc
     const mark = registry.mark();
     await timings.time('docker pull 3-layer image', () => docker.pull(ref));
     // docker recompressed the layers: its manifest names other layer digests than the source's.
-    await expectBlobRedirects(mark, 'docker/image', [image.config.digest, ...layerDigests(manifest)]);
+    await expectBlobRedirects(reg(), mark, 'docker/image', [image.config.digest, ...layerDigests(manifest)]);
     const pulled = await docker.inspect(ref);
     expect(pulled.Id).toBe(image.config.digest);
     expect(pulled.RootFS.Layers).toEqual(image.layers.map((l) => l.diffId));

@@ -50,6 +50,10 @@ export interface StartOptions {
   config?: Record<string, unknown>;
   /** local-aws only: authentication, given by the command-line flags of `npm run local:aws`. */
   auth?: LocalAwsAuth;
+  /** local-aws only: --edge, the upload edge (CloudFront and its functions) in front. */
+  edge?: boolean;
+  /** local-aws only: --upload-service, the upload service beside the function. */
+  uploadService?: boolean;
 }
 
 /** Authentication for local-aws, as its command line takes it (see bin/local/local-aws-args.ts). */
@@ -296,6 +300,8 @@ export class RegistryUnderTest {
       for (const pattern of auth.anonymousPull ?? []) args.push('--anonymous-pull', pattern);
     }
     if (tls !== undefined) args.push('--tls-certificate', tls.certificate, '--tls-key', tls.key);
+    if (options.edge === true) args.push('--edge');
+    if (options.uploadService === true) args.push('--upload-service');
     const directUrl = `${tls === undefined ? 'http' : 'https'}://${addr}`;
     // Only local services: no endpoints, credentials or settings inherited from the environment.
     const env = Object.fromEntries(
@@ -446,6 +452,27 @@ export class RegistryUnderTest {
         (e) => (e.method === 'PATCH' || e.method === 'PUT') && e.url.startsWith(`/v2/${repo}/blobs/uploads/`),
       )
       .reduce((sum, e) => sum + e.reqBytes, 0);
+  }
+
+  /**
+   * local-aws: the access log lines of a process in its log (JSON lines with msg "request"): the Lambda
+   * handler's (`function`), or the upload service's, which carry component "upload-service".
+   */
+  async accessLines(
+    source: 'function' | 'upload-service',
+  ): Promise<{ method: string; path: string; status: number; bytesIn: number }[]> {
+    const lines = (await readFile(this.logFile, 'utf8')).split('\n').filter((l) => l.startsWith('{'));
+    return lines
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+      .filter(
+        (e) => e.msg === 'request' && (e.component === 'upload-service') === (source === 'upload-service'),
+      )
+      .map((e) => ({
+        method: String(e.method),
+        path: String(e.path),
+        status: Number(e.status),
+        bytesIn: Number(e.bytesIn),
+      }));
   }
 
   /** Blob bytes downloaded from `repo` since `mark`. */
