@@ -5,8 +5,8 @@
  * a local S3 for blobs, so the registry behaves as deployed (bin/local/local-aws.ts).
  *
  * It listens where REGISTRY_HTTP_ADDR says (default 127.0.0.1:5000). LOCAL_AWS_S3 chooses the S3:
- * `fauxqs` (default; fast, from npm, checks no signatures), `rgw` (a one-node Ceph RGW from Debian
- * packages, which verifies SigV4 and presigned URLs) or `aws`; LOCAL_AWS_DYNAMODB is `local` (default)
+ * `fauxqs` (default without --edge; fast, from npm, checks no signatures), `rgw` (default with --edge: a one-node Ceph RGW from Debian
+ * packages, which verifies SigV4, presigned URLs and upload bodies) or `aws`; LOCAL_AWS_DYNAMODB is `local` (default)
  * or `aws`. AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL_DYNAMODB point at services already running instead
  * (LocalStack). Services not started here must already have the bucket and table named by
  * LOCAL_AWS_BUCKET and LOCAL_AWS_TABLE (default `registry`).

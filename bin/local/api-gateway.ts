@@ -30,10 +30,14 @@ export const LIMITS = {
   timeoutMs: 30_000,
 };
 
-/** A node:http listener that answers like an HTTP API whose $default route invokes handler. */
-export function apiGatewayFront(handler: LambdaHandler, limits = LIMITS) {
+/**
+ * A node:http listener that answers like an HTTP API whose $default route invokes handler. API Gateway
+ * serves HTTPS only: behind another local front (the edge), `https` makes the events say so, as they
+ * would deployed, whatever the local hop speaks.
+ */
+export function apiGatewayFront(handler: LambdaHandler, limits = LIMITS, scheme?: 'https') {
   return (req: IncomingMessage, res: ServerResponse): void => {
-    void invoke(handler, limits, req, res).catch((error: unknown) => {
+    void invoke(handler, limits, req, res, scheme).catch((error: unknown) => {
       process.stderr.write(`api gateway: ${String(error)}\n`);
       if (!res.headersSent) gatewayError(res, 500, 'Internal Server Error');
       else res.destroy();
@@ -46,13 +50,14 @@ async function invoke(
   limits: typeof LIMITS,
   req: IncomingMessage,
   res: ServerResponse,
+  scheme: 'https' | undefined,
 ) {
   const body = await readBody(req, limits.requestBodyBytes);
   if (body === undefined) {
     gatewayError(res, 413, 'Request Entity Too Large');
     return;
   }
-  const event = toEvent(req, body);
+  const event = toEvent(req, body, scheme);
   const payload = JSON.stringify(event);
   if (Buffer.byteLength(payload) > limits.eventBytes) {
     gatewayError(res, 413, 'Request Entity Too Large');
@@ -105,7 +110,7 @@ async function readBody(req: IncomingMessage, limit: number): Promise<Buffer | u
 }
 
 /** The event API Gateway sends for an HTTP API with payload format 2.0. */
-function toEvent(req: IncomingMessage, body: Buffer): APIGatewayProxyEventV2 {
+function toEvent(req: IncomingMessage, body: Buffer, scheme: 'https' | undefined): APIGatewayProxyEventV2 {
   const url = new URL(req.url ?? '/', 'http://local');
   const headers: Record<string, string> = {};
   const cookies: string[] = [];
@@ -123,7 +128,7 @@ function toEvent(req: IncomingMessage, body: Buffer): APIGatewayProxyEventV2 {
     ? `${headers['x-forwarded-for']}, ${sourceIp}`
     : sourceIp;
   headers['x-forwarded-port'] = String(req.socket.localPort ?? '');
-  headers['x-forwarded-proto'] = (req.socket as Partial<TLSSocket>).encrypted ? 'https' : 'http';
+  headers['x-forwarded-proto'] = scheme ?? ((req.socket as Partial<TLSSocket>).encrypted ? 'https' : 'http');
   const now = new Date();
   const requestId = randomUUID();
   const rawQueryString = url.search.slice(1);

@@ -24,7 +24,9 @@ import {
 } from '../../lib/auth-environment.js';
 import { createTable } from '../../functions/metadata/dynamodb.js';
 import { newSigningKeyPem } from '../../functions/handlers/signing-key.js';
+import { UploadUrlSigner } from '../../functions/registry/upload-urls.js';
 import { apiGatewayFront } from './api-gateway.js';
+import { startLocalEdge } from './cloudfront.js';
 import { startDynamoDbLocal } from './dynamodb-local.js';
 import { startFauxqs, startRgw, type S3Service } from './s3-local.js';
 import { type LocalCredentials, startSecretsManager } from './secrets-manager.js';
@@ -61,7 +63,7 @@ export interface LocalAwsOptions {
   /**
    * The S3: `fauxqs` (fast, no signature checks), `rgw` (Ceph RGW from Debian packages: verifies SigV4
    * and presigned URLs) or `aws` (AWS_ENDPOINT_URL_S3, or AWS itself).
-   * @default LOCAL_AWS_S3, else fauxqs (aws when AWS_ENDPOINT_URL_S3 is set)
+   * @default LOCAL_AWS_S3, else fauxqs, or rgw with the edge (aws when AWS_ENDPOINT_URL_S3 is set)
    */
   readonly s3?: 'fauxqs' | 'rgw' | 'aws';
   /** @default LOCAL_AWS_DYNAMODB, else local (aws when AWS_ENDPOINT_URL_DYNAMODB is set) */
@@ -131,7 +133,7 @@ export async function startLocalAws(options: LocalAwsOptions = {}): Promise<Loca
   };
 
   try {
-    const s3 = await s3Service(options.s3);
+    const s3 = await s3Service(options.s3, options.edge === true);
     const stopS3 = s3.stop;
     if (stopS3) stops.push(() => stopS3());
     const externalDynamoDb =
@@ -193,16 +195,21 @@ export async function startLocalAws(options: LocalAwsOptions = {}): Promise<Loca
     // Imported only now: the handler reads its environment when its module loads, as on Lambda.
     const { handler } = await import('../../functions/handlers/registry.js');
 
-    const front = apiGatewayFront(handler);
-    const server = options.tls
-      ? createHttpsServer(
-          { cert: await readFile(options.tls.certificate), key: await readFile(options.tls.key) },
-          front,
-        )
-      : createServer(front);
+    // Without the edge, the API Gateway front is the registry's address; with it, the front listens on
+    // a port of its own as the edge's origin (saying https when the edge does, as API Gateway would).
+    let edgeAddress: string | undefined;
+    const front = apiGatewayFront(handler, undefined, options.edge && options.tls ? 'https' : undefined);
+    const server =
+      options.tls && !options.edge
+        ? createHttpsServer(
+            { cert: await readFile(options.tls.certificate), key: await readFile(options.tls.key) },
+            front,
+          )
+        : createServer(front);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(port, host, resolve);
+      if (options.edge) server.listen(0, '127.0.0.1', resolve);
+      else server.listen(port, host, resolve);
     });
     stops.push(async () => {
       server.closeAllConnections();
@@ -212,8 +219,26 @@ export async function startLocalAws(options: LocalAwsOptions = {}): Promise<Loca
         });
       });
     });
-    const bound = (server.address() as AddressInfo).port;
-    const hostPort = `${host.includes(':') ? `[${host}]` : host}:${bound}`;
+    if (options.edge && uploads) {
+      const edge = await startLocalEdge({
+        apiOrigin: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+        s3: {
+          endpoint: s3.endpoint ?? `https://s3.${s3.region}.amazonaws.com`,
+          bucket,
+          region: s3.region,
+          accessKeyId: s3.accessKeyId ?? credentials.accessKeyId,
+          secretAccessKey: s3.secretAccessKey ?? credentials.secretAccessKey,
+        },
+        // What the construct's custom resource puts in the KeyValueStore: the secret under its kid.
+        keyValueStore: new Map([[new UploadUrlSigner(uploads.secret, 1).kid, uploads.secret]]),
+        addr: `${host.includes(':') ? `[${host}]` : host}:${port}`,
+        ...(options.tls && { tls: options.tls }),
+      });
+      stops.push(() => edge.stop());
+      edgeAddress = edge.host;
+    }
+    const hostPort =
+      edgeAddress ?? `${host.includes(':') ? `[${host}]` : host}:${(server.address() as AddressInfo).port}`;
     const url = `${options.tls ? 'https' : 'http'}://${hostPort}`;
     const description: Record<string, string> = {
       addr: hostPort,
@@ -346,10 +371,16 @@ export function htpasswdFile(users: Readonly<Record<string, string>>): string {
 }
 
 /** The S3 to use: one already running (AWS_ENDPOINT_URL_S3, or AWS itself), or one started here. */
-async function s3Service(kind: LocalAwsOptions['s3']): Promise<Partial<S3Service> & { region: string }> {
+async function s3Service(
+  kind: LocalAwsOptions['s3'],
+  edge: boolean,
+): Promise<Partial<S3Service> & { region: string }> {
   const region = process.env.AWS_REGION ?? 'us-east-1';
   const endpoint = process.env.AWS_ENDPOINT_URL_S3;
-  const chosen = kind ?? (endpoint !== undefined ? 'aws' : (process.env.LOCAL_AWS_S3 ?? 'fauxqs'));
+  // The edge relies on S3 checking each upload's body against its digest: fauxqs checks nothing (and
+  // takes at most 11 MiB in one PUT), so the edge gets the RGW unless told otherwise.
+  const fallback = edge ? 'rgw' : 'fauxqs';
+  const chosen = kind ?? (endpoint !== undefined ? 'aws' : (process.env.LOCAL_AWS_S3 ?? fallback));
   if (chosen === 'aws') {
     return {
       region,

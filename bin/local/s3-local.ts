@@ -198,7 +198,15 @@ export async function startRgw(): Promise<S3Service> {
       return (await ceph('mon', 'stat').catch(() => '')).includes('quorum 0');
     });
 
-    const id = (await ceph('osd', 'create')).trim();
+    // Just after quorum the monitor can still refuse commands (EPERM "problem getting command
+    // descriptions from mon"): ask again until it takes one.
+    const id = String(
+      await waitFor(
+        'the Ceph monitor to take commands',
+        30_000,
+        async () => (await ceph('osd', 'create').catch(() => '')).trim() || false,
+      ),
+    );
     if (!/^\d+$/.test(id)) throw new Error(`ceph osd create gave ${JSON.stringify(id)}`);
     await mkdir(join(dir, 'osd', `ceph-${id}`), { recursive: true });
     await run('ceph-osd', ['-c', conf, '-i', id, '--mkfs']);

@@ -235,7 +235,10 @@ export function startDaemon(
   };
 }
 
-/** Polls `probe` until it returns true; throws with `describe()` after timeoutMs. */
+/** A probe's way of saying that waiting longer is pointless (the process it waits for exited). */
+export class GaveUp extends Error {}
+
+/** Polls `probe` until it returns true; throws with `describe()` after timeoutMs, or when it throws GaveUp. */
 export async function waitFor(
   what: string,
   probe: () => Promise<boolean>,
@@ -244,7 +247,13 @@ export async function waitFor(
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    if (await probe().catch(() => false)) return;
+    const ready = await probe().catch((error: unknown) => {
+      if (error instanceof GaveUp) return error;
+      return false;
+    });
+    if (ready instanceof GaveUp)
+      throw new Error(`e2e: ${ready.message} while waiting for ${what}\n${await describe()}`);
+    if (ready) return;
     if (Date.now() > deadline) throw new Error(`e2e: timed out waiting for ${what}\n${await describe()}`);
     await sleep(100);
   }

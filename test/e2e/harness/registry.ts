@@ -19,6 +19,7 @@ import { createGunzip } from 'node:zlib';
 import { stringify } from 'yaml';
 import {
   descendantProcesses,
+  GaveUp,
   makeTempDir,
   processAlive,
   removeTempDir,
@@ -242,7 +243,7 @@ export class RegistryUnderTest {
       await waitFor(
         `the ${kind} registry to answer GET /v2/ with ${ready.join(' or ')} on ${addr}`,
         async () => {
-          if (daemon.exited()) throw new Error('exited');
+          if (daemon.exited()) throw new GaveUp('it exited');
           const res = await httpRequestOnce(`${caPem === undefined ? 'http' : 'https'}://${addr}/v2/`, {
             timeoutMs: 2_000,
             ...(caPem === undefined ? {} : { ca: caPem }),
@@ -319,7 +320,7 @@ export class RegistryUnderTest {
       await waitFor(
         `${entry} to log that it listens on ${addr}`,
         async () => {
-          if (daemon.exited()) throw new Error('exited');
+          if (daemon.exited()) throw new GaveUp('it exited');
           return (await readFile(logFile, 'utf8')).includes(LOCAL_AWS_LISTENING);
         },
         options.startTimeoutMs ?? 120_000,
