@@ -1,12 +1,12 @@
-import { CustomResource, type Duration, type RemovalPolicy, SecretValue, Stack } from 'aws-cdk-lib';
-import { Grant, type IGrantable, PolicyStatement } from 'aws-cdk-lib/aws-iam';
-import { ViaServicePrincipal } from 'aws-cdk-lib/aws-kms';
+import { CustomResource, type Duration, type RemovalPolicy, SecretValue } from 'aws-cdk-lib';
+import { type IGrantable, PolicyStatement } from 'aws-cdk-lib/aws-iam';
 import { LogGroup, type RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { type ISecret, Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Provider } from 'aws-cdk-lib/custom-resources';
 import { Construct } from 'constructs';
 import { type AccessPolicy, type AuthType, authEnvironment } from './auth-environment.js';
 import { RegistryFunction, SIGNING_KEY_HANDLER_ENTRY } from './registry-function.js';
+import { grantSecretValue } from './registry-grants.js';
 
 /** Who may use the registry, and how they sign in. */
 export interface RegistryAuthProps {
@@ -167,20 +167,7 @@ export class RegistryAuth extends Construct {
    */
   grantRead(grantee: IGrantable): void {
     for (const secret of [this.htpasswd, this.signingKey]) {
-      if (secret === undefined) continue;
-      Grant.addToPrincipalOrResource({
-        grantee,
-        actions: ['secretsmanager:GetSecretValue'],
-        // A secret known by its name or partial ARN: its full ARN ends in a hyphen and 6 characters.
-        resourceArns: [secret.secretFullArn ?? `${secret.secretArn}-??????`],
-        resource: secret,
-      });
-      secret.encryptionKey?.grantDecrypt(
-        new ViaServicePrincipal(
-          `secretsmanager.${Stack.of(this).region}.amazonaws.com`,
-          grantee.grantPrincipal,
-        ),
-      );
+      if (secret !== undefined) grantSecretValue(grantee, secret);
     }
   }
 }

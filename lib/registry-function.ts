@@ -31,6 +31,9 @@ export const SIGNING_KEY_HANDLER_ENTRY: string = join(
   'signing-key.ts',
 );
 
+/** The custom resource handler that puts the upload URL secret into the upload edge's KeyValueStore. */
+export const UPLOAD_KEY_HANDLER_ENTRY: string = join(PROJECT_ROOT, 'functions', 'handlers', 'upload-key.ts');
+
 export interface RegistryFunctionProps extends Omit<
   NodejsFunctionProps,
   'logGroup' | 'logRetention' | 'logRetentionRole' | 'logRetentionRetryOptions'

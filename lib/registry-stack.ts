@@ -1,17 +1,27 @@
 import { CfnElement, Stack, type StackProps, Stage, Validations } from 'aws-cdk-lib';
 import { Certificate } from 'aws-cdk-lib/aws-certificatemanager';
+import { ContainerImage } from 'aws-cdk-lib/aws-ecs';
 import { Role } from 'aws-cdk-lib/aws-iam';
+import { HostedZone, type IHostedZone } from 'aws-cdk-lib/aws-route53';
 import { Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import type { Construct, IConstruct } from 'constructs';
 import { readAccessFile } from './auth-environment.js';
 import type { RegistryAuthProps } from './registry-auth.js';
+import type { RegistryFunction } from './registry-function.js';
 import { ServerlessRegistry } from './serverless-registry.js';
+import type { UploadEdge } from './upload-edge.js';
+import type { UploadService, UploadServiceProps } from './upload-service.js';
 
 /**
  * The registry's own deployment: one ServerlessRegistry, configured from context, checked by cdk-nag:
  *
- * - `domainName`, `certificateArn`: a custom domain and its ACM certificate;
+ * - `domainName`, `certificateArn`: a custom domain and its ACM certificate (in the stack's region, or
+ *   with `edge` in us-east-1); `hostedZoneId` with `hostedZoneName`: the Route 53 zone to create
+ *   certificates and alias records in (then `certificateArn` may be left out);
+ * - `edge` (`true`): the upload edge, a CloudFront distribution that becomes the registry's address;
+ * - `uploadServiceDomain` (with `uploadServiceCertificateArn`, or the hosted zone): the upload service
+ *   on Fargate, built from the Dockerfile, or `uploadServiceImage` (an image reference) prebuilt;
  * - `auth` (`token`, the default, `htpasswd`, or `none`: an open registry, with a warning): authentication,
  *   with `htpasswdSecretArn` / `signingKeySecretArn` (complete ARNs of existing secrets; default:
  *   secrets created by the stack), `authService`, `accessFile` (a YAML or JSON file with the access
@@ -28,20 +38,29 @@ export class RegistryStack extends Stack {
     });
     const domainName = this.contextString('domainName');
     const certificateArn = this.contextString('certificateArn');
-    if ((domainName === undefined) !== (certificateArn === undefined)) {
+    const hostedZone = this.hostedZoneFromContext();
+    const edge = this.contextBoolean('edge');
+    if (certificateArn !== undefined && domainName === undefined) {
+      throw new Error('context certificateArn needs a domainName');
+    }
+    if (domainName !== undefined && certificateArn === undefined && !hostedZone) {
       throw new Error(
-        'context domainName and certificateArn go together: the ARN of an ACM certificate for the domain, ' +
-          "in the stack's region",
+        'context domainName needs a certificateArn (an ACM certificate for the domain: in the stack region, or ' +
+          'in us-east-1 with edge=true), or hostedZoneId and hostedZoneName to create one in',
       );
     }
 
     const auth = this.authFromContext();
+    const uploadService = this.uploadServiceFromContext();
     this.registry = new ServerlessRegistry(this, 'Registry', {
       ...(domainName !== undefined && { domainName }),
       ...(certificateArn !== undefined && {
         certificate: Certificate.fromCertificateArn(this, 'Certificate', certificateArn),
       }),
+      ...(hostedZone && { hostedZone }),
       ...(auth && { auth }),
+      edge,
+      ...(uploadService && { uploadService }),
     });
 
     // cdk-nag 3 runs as a policy validation plugin, which CDK accepts on a Stage (here, the app) only.
@@ -93,6 +112,7 @@ export class RegistryStack extends Stack {
         'it the API is open to whoever has its URL, and the synthesis warns about it.',
     });
     this.acknowledgeAuthFindings();
+    this.acknowledgeUploadFindings();
   }
 
   /** The findings on the secrets and the signing key's custom resource, when authentication is on. */
@@ -111,15 +131,115 @@ export class RegistryStack extends Stack {
     }
     const generator = auth.signingKeyGenerator;
     const provider = auth.node.tryFindChild('SigningKeyProvider');
-    if (!generator || !provider) return;
+    if (generator && provider)
+      this.acknowledgeCustomResource(generator, provider, 'the signing key generator');
+  }
+
+  /** The findings on the upload edge and the upload service, when they are on. */
+  private acknowledgeUploadFindings(): void {
+    const { uploadSecret, edge, uploadService } = this.registry;
+    if (uploadSecret) {
+      Validations.of(uploadSecret).acknowledge({
+        id: 'AwsSolutions-SMG4',
+        reason:
+          "Rotating the upload URL secret takes a step Secrets Manager's rotation cannot: its new kid must be in " +
+          "the upload edge's KeyValueStore before the registry signs with it, and the old one kept for longer " +
+          'than a URL lives. It is an operator procedure (docs/deploy-aws.md, Large layers).',
+      });
+    }
+    if (edge) this.acknowledgeEdgeFindings(edge);
+    if (uploadService) this.acknowledgeUploadServiceFindings(uploadService);
+  }
+
+  private acknowledgeEdgeFindings(edge: UploadEdge): void {
+    const distribution = edge.distribution;
+    Validations.of(distribution).acknowledge({
+      id: 'AwsSolutions-CFR1',
+      reason:
+        'A registry serves its users wherever they are; who may push and pull is decided by authentication ' +
+        '(and upload URL signatures), not by country.',
+    });
+    Validations.of(distribution).acknowledge({
+      id: 'AwsSolutions-CFR2',
+      reason:
+        'Every request is authenticated by the registry (or by an upload URL signature, checked at the edge), ' +
+        'and API Gateway throttles the API; a web ACL would add a fixed monthly charge to a registry whose ' +
+        'point is to cost nothing at rest. Attach one to the distribution where policy requires it.',
+    });
+    Validations.of(distribution).acknowledge({
+      id: 'AwsSolutions-CFR3',
+      reason:
+        'Every request the distribution passes on to the API is in the API access log; the blob PUTs it sends ' +
+        "to S3 are in the bucket's server access logs when ServerlessRegistry serverAccessLogsBucket is set. " +
+        'CloudFront standard logs would need a bucket with ACLs enabled, which this stack keeps none of.',
+    });
+    if (edge.domainName === undefined) {
+      Validations.of(distribution).acknowledge({
+        id: 'AwsSolutions-CFR4',
+        reason:
+          'Without a custom domain the distribution serves the cloudfront.net certificate, whose TLS policy is ' +
+          "CloudFront's and cannot be set; with one (context domainName) the minimum is TLS 1.2 (TLSv1.2_2021).",
+      });
+    }
+    const provider = edge.node.tryFindChild('UploadKeyProvider');
+    if (provider) this.acknowledgeCustomResource(edge.uploadKeyWriter, provider, 'the upload key writer');
+  }
+
+  private acknowledgeUploadServiceFindings(service: UploadService): void {
+    const { cluster, taskDefinition, loadBalancer } = service;
+    Validations.of(taskDefinition.taskRole).acknowledge({
+      id: `AwsSolutions-IAM5[Resource::<${this.logicalIdOf(this.registry.bucket)}.Arn>/*]`,
+      reason:
+        "The registry function's object permissions (lib/registry-grants.ts): object keys are digests and " +
+        'upload ids, known only at run time, so the object actions (listed one by one) apply to every object ' +
+        'of this one bucket and nothing else.',
+    });
+    Validations.of(taskDefinition).acknowledge({
+      id: 'AwsSolutions-ECS2',
+      reason:
+        'The variables hold names, a region and ARNs, no secret: the server reads the upload URL secret from ' +
+        'Secrets Manager itself, with the task role, as the registry function does.',
+    });
+    if (taskDefinition.executionRole) {
+      Validations.of(taskDefinition.executionRole).acknowledge({
+        id: 'AwsSolutions-IAM5[Resource::*]',
+        reason:
+          'ecr:GetAuthorizationToken, which pulling the image needs, has no resource-level permissions: AWS ' +
+          'requires "*" for it. The pull actions themselves are on the image repository only.',
+      });
+    }
+    Validations.of(cluster).acknowledge({
+      id: 'AwsSolutions-ECS4',
+      reason:
+        "One small task: the load balancer's target metrics and the service's CPU and memory metrics (free) " +
+        'say whether it is healthy; Container Insights would add custom metrics billed every month.',
+    });
+    Validations.of(loadBalancer).acknowledge({
+      id: 'AwsSolutions-ELB2',
+      reason:
+        'The server writes an access log line for every request (method, path, status, bytes, client, ' +
+        'duration) into CloudWatch Logs; load balancer access logs would repeat them in a second bucket.',
+    });
+    for (const group of loadBalancer.connections.securityGroups) {
+      Validations.of(group).acknowledge({
+        id: 'AwsSolutions-EC23',
+        reason:
+          "The upload service is a public endpoint, like the registry's API: clients anywhere upload to it over " +
+          'HTTPS (443 only), and every request must carry an upload URL signature.',
+      });
+    }
+  }
+
+  /** The findings on a custom resource's function and its CDK Provider framework. */
+  private acknowledgeCustomResource(fn: RegistryFunction, provider: IConstruct, what: string): void {
     const basicExecution = {
       id: 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]',
       reason:
         'AWSLambdaBasicExecutionRole grants only CloudWatch Logs writes (CreateLogGroup, CreateLogStream, ' +
         'PutLogEvents), the minimum every Lambda function needs, kept current by AWS.',
     };
-    if (generator.role) Validations.of(generator.role).acknowledge(basicExecution);
-    Validations.of(generator).acknowledge({
+    if (fn.role) Validations.of(fn.role).acknowledge(basicExecution);
+    Validations.of(fn).acknowledge({
       id: 'AwsSolutions-L1',
       reason:
         'Built like the registry function, for Node.js 22 (esbuild target node22): a newer runtime is a ' +
@@ -129,10 +249,8 @@ export class RegistryStack extends Stack {
     if (frameworkRole) {
       Validations.of(frameworkRole).acknowledge(basicExecution);
       Validations.of(frameworkRole).acknowledge({
-        id: `AwsSolutions-IAM5[Resource::<${this.logicalIdOf(generator)}.Arn>:*]`,
-        reason:
-          "The CDK Provider framework may invoke the signing key generator's versions (its ARN with :*), and " +
-          'that one function only.',
+        id: `AwsSolutions-IAM5[Resource::<${this.logicalIdOf(fn)}.Arn>:*]`,
+        reason: `The CDK Provider framework may invoke ${what}'s versions (its ARN with :*), and that one function only.`,
       });
     }
   }
@@ -171,6 +289,49 @@ export class RegistryStack extends Stack {
       ...(accessFile !== undefined && { access: readAccessFile(accessFile) }),
       ...(anonymousPull?.length && { anonymousPull }),
     };
+  }
+
+  /** The zone of `hostedZoneId` and `hostedZoneName`, which go together. */
+  private hostedZoneFromContext(): IHostedZone | undefined {
+    const hostedZoneId = this.contextString('hostedZoneId');
+    const zoneName = this.contextString('hostedZoneName');
+    if ((hostedZoneId === undefined) !== (zoneName === undefined)) {
+      throw new Error(
+        'context hostedZoneId and hostedZoneName go together: the Route 53 zone of the domains',
+      );
+    }
+    if (hostedZoneId === undefined || zoneName === undefined) return undefined;
+    return HostedZone.fromHostedZoneAttributes(this, 'HostedZone', { hostedZoneId, zoneName });
+  }
+
+  /** The uploadService prop that context asks for: none without `uploadServiceDomain`. */
+  private uploadServiceFromContext(): UploadServiceProps | undefined {
+    const domainName = this.contextString('uploadServiceDomain');
+    const certificateArn = this.contextString('uploadServiceCertificateArn');
+    const image = this.contextString('uploadServiceImage');
+    if (domainName === undefined) {
+      if (certificateArn !== undefined || image !== undefined) {
+        throw new Error(
+          'context uploadServiceCertificateArn and uploadServiceImage need an uploadServiceDomain',
+        );
+      }
+      return undefined;
+    }
+    return {
+      domainName,
+      ...(certificateArn !== undefined && {
+        certificate: Certificate.fromCertificateArn(this, 'UploadServiceCertificate', certificateArn),
+      }),
+      ...(image !== undefined && { image: ContainerImage.fromRegistry(image) }),
+    };
+  }
+
+  /** A switch: true or false, as JSON (cdk.json) or as the CLI's `-c key=true` string. */
+  private contextBoolean(key: string): boolean {
+    const value: unknown = this.node.tryGetContext(key);
+    if (value === undefined || value === '' || value === false || value === 'false') return false;
+    if (value === true || value === 'true') return true;
+    throw new Error(`context ${key} must be true or false, not ${JSON.stringify(value)}`);
   }
 
   private contextString(key: string): string | undefined {

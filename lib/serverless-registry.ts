@@ -15,7 +15,6 @@ import { HttpLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations
 import { Certificate, CertificateValidation, type ICertificate } from 'aws-cdk-lib/aws-certificatemanager';
 import { AttributeType, BillingMode, Table, TableEncryption } from 'aws-cdk-lib/aws-dynamodb';
 import { EventBus } from 'aws-cdk-lib/aws-events';
-import { PolicyStatement } from 'aws-cdk-lib/aws-iam';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { ARecord, type IHostedZone, RecordTarget } from 'aws-cdk-lib/aws-route53';
 import { ApiGatewayv2DomainProperties } from 'aws-cdk-lib/aws-route53-targets';
@@ -26,9 +25,13 @@ import {
   type IBucket,
   ObjectOwnership,
 } from 'aws-cdk-lib/aws-s3';
+import { Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import { RegistryAuth, type RegistryAuthProps } from './registry-auth.js';
 import { RegistryFunction } from './registry-function.js';
+import { grantRegistryData, grantSecretValue } from './registry-grants.js';
+import { UploadEdge } from './upload-edge.js';
+import { UploadService, type UploadServiceProps } from './upload-service.js';
 
 /** Where abandoned upload state lives in the bucket (the registry's S3 layout). */
 export const UPLOADS_PREFIX = 'uploads/';
@@ -61,14 +64,16 @@ export interface ServerlessRegistryProps {
 
   /**
    * A custom domain for the registry, e.g. `registry.example.com`. Needs `certificate`, or `hostedZone`
-   * to create and DNS-validate one (and the alias record) in.
-   * @default - the API's execute-api URL
+   * to create and DNS-validate one (and the alias record) in. With `edge`, the domain is the
+   * distribution's; without, the API's.
+   * @default - the API's execute-api URL (with `edge`, the distribution's cloudfront.net name)
    */
   readonly domainName?: string;
 
   /**
-   * An ACM certificate for `domainName`, in the stack's region (the API endpoint is regional).
-   * @default - created with DNS validation in `hostedZone`, when given
+   * An ACM certificate for `domainName`: in the stack's region (the API endpoint is regional), or with
+   * `edge` in us-east-1 (CloudFront's).
+   * @default - created with DNS validation in `hostedZone`, when given (with `edge`: only in a stack in us-east-1)
    */
   readonly certificate?: ICertificate;
 
@@ -126,6 +131,22 @@ export interface ServerlessRegistryProps {
    * @default - none: anyone who knows the URL may push, pull and delete (a synth warning says so)
    */
   readonly auth?: RegistryAuthProps;
+
+  /**
+   * The upload edge: a CloudFront distribution in front of the API that becomes the registry's address
+   * and takes one-PUT blob uploads (containerd, BuildKit, Docker's containerd store) straight into S3,
+   * up to S3's 5 GiB for one PUT, past the API's ~4.4 MiB request limit. Costs nothing at rest.
+   * @default false
+   */
+  readonly edge?: boolean;
+
+  /**
+   * The upload service: the registry's server on Fargate behind an HTTPS load balancer on its own
+   * domain, taking PATCH uploads (docker, podman, skopeo, crane) of any size. About US$31–35 a month
+   * at rest (us-east-1).
+   * @default - none
+   */
+  readonly uploadService?: UploadServiceProps;
 }
 
 /**
@@ -152,6 +173,12 @@ export class ServerlessRegistry extends Construct {
   readonly url: string;
   /** The secrets and settings of authentication, when it is configured. */
   readonly auth: RegistryAuth | undefined;
+  /** The secret upload URLs are signed with, when the edge or the upload service is on. */
+  readonly uploadSecret: Secret | undefined;
+  /** The upload edge, when `edge` is on. */
+  readonly edge: UploadEdge | undefined;
+  /** The upload service, when configured. */
+  readonly uploadService: UploadService | undefined;
 
   constructor(scope: Construct, id: string, props: ServerlessRegistryProps = {}) {
     super(scope, id);
@@ -209,17 +236,35 @@ export class ServerlessRegistry extends Construct {
       );
     }
 
-    const environment: Record<string, string> = {
+    // Where the registry's data is: the same for the function and the upload service.
+    const dataEnvironment: Record<string, string> = {
       REGISTRY_STORAGE: 's3',
       REGISTRY_STORAGE_S3_BUCKET: this.bucket.bucketName,
       REGISTRY_STORAGE_S3_REGION: Stack.of(this).region,
       REGISTRY_STORAGE_DELETE_ENABLED: String(props.deleteEnabled ?? true),
-      REGISTRY_STORAGE_REDIRECT_EXPIRY: `${(props.redirectExpiry ?? Duration.minutes(20)).toSeconds()}s`,
       REGISTRY_METADATA: 'dynamodb',
       REGISTRY_METADATA_DYNAMODB_TABLE: this.table.tableName,
       REGISTRY_LOG_LEVEL: 'info',
+    };
+    this.uploadSecret =
+      props.edge || props.uploadService
+        ? new Secret(this, 'UploadSecret', {
+            description:
+              'The key upload URLs are signed with (REGISTRY_HTTP_SECRET), which the upload edge and the upload ' +
+              'service check',
+            // 64 letters and digits: 380 bits, plain text in the KeyValueStore and in YAML alike.
+            generateSecretString: { passwordLength: 64, excludePunctuation: true, includeSpace: false },
+            removalPolicy,
+          })
+        : undefined;
+    const environment: Record<string, string> = {
+      ...dataEnvironment,
+      REGISTRY_STORAGE_REDIRECT_EXPIRY: `${(props.redirectExpiry ?? Duration.minutes(20)).toSeconds()}s`,
       NODE_OPTIONS: '--enable-source-maps',
       ...this.auth?.environment,
+      ...(this.uploadSecret && { REGISTRY_HTTP_SECRET: this.uploadSecret.secretArn }),
+      ...(props.edge && { REGISTRY_UPLOADS_EDGE: 'true' }),
+      ...(props.uploadService && { REGISTRY_UPLOADS_SERVICE: `https://${props.uploadService.domainName}` }),
     };
     checkEnvironmentSize(environment);
     this.function = new RegistryFunction(this, 'Function', {
@@ -229,7 +274,8 @@ export class ServerlessRegistry extends Construct {
       logRemovalPolicy: removalPolicy,
       environment,
     });
-    this.grantRegistryAccess();
+    grantRegistryData(this.function, this.bucket, this.table);
+    if (this.uploadSecret) grantSecretValue(this.function, this.uploadSecret);
     if (this.auth) {
       this.auth.grantRead(this.function);
       // The first container must find the key in its secret, not the placeholder before it.
@@ -257,8 +303,39 @@ export class ServerlessRegistry extends Construct {
     });
 
     const { domainName } = props;
-    this.domain = domainName === undefined ? undefined : this.customDomain(domainName, props);
-    this.url = domainName === undefined ? this.stage.url : `https://${domainName}/`;
+    const uploadSecret = this.uploadSecret;
+    this.edge =
+      props.edge && uploadSecret
+        ? new UploadEdge(this, 'Edge', {
+            api: this.api,
+            bucket: this.bucket,
+            secret: uploadSecret,
+            ...(domainName !== undefined && { domainName }),
+            ...(props.certificate && { certificate: props.certificate }),
+            ...(props.hostedZone && { hostedZone: props.hostedZone }),
+            removalPolicy,
+            logRetention,
+          })
+        : undefined;
+    this.domain = domainName === undefined || this.edge ? undefined : this.customDomain(domainName, props);
+    this.url = this.edge?.url ?? (domainName === undefined ? this.stage.url : `https://${domainName}/`);
+
+    this.uploadService =
+      props.uploadService && uploadSecret
+        ? new UploadService(
+            this,
+            'UploadService',
+            { ...props.uploadService, hostedZone: props.uploadService.hostedZone ?? props.hostedZone },
+            {
+              bucket: this.bucket,
+              table: this.table,
+              secret: uploadSecret,
+              environment: dataEnvironment,
+              removalPolicy,
+              logRetention,
+            },
+          )
+        : undefined;
 
     new CfnOutput(this, 'Url', { value: this.url, description: 'The registry URL' });
     new CfnOutput(this, 'BucketName', {
@@ -266,6 +343,12 @@ export class ServerlessRegistry extends Construct {
       description: 'The bucket with blobs and manifests',
     });
     new CfnOutput(this, 'TableName', { value: this.table.tableName, description: 'The metadata table' });
+    if (this.uploadSecret) {
+      new CfnOutput(this, 'UploadSecretArn', {
+        value: this.uploadSecret.secretArn,
+        description: 'The secret upload URLs are signed with (rotate it as docs/deploy-aws.md says)',
+      });
+    }
     if (this.auth) {
       new CfnOutput(this, 'HtpasswdSecretArn', {
         value: this.auth.htpasswd.secretArn,
@@ -282,47 +365,6 @@ export class ServerlessRegistry extends Construct {
         description: 'The registry function; containers read the secrets once, at start',
       });
     }
-  }
-
-  /**
-   * What the function may do, and nothing more: objects and multipart uploads in its bucket (no bucket
-   * configuration, no versions, no ACLs), items in its table (no scans, no table changes).
-   */
-  private grantRegistryAccess(): void {
-    this.function.addToRolePolicy(
-      new PolicyStatement({
-        // ListBucket also makes a missing object a 404 rather than a 403.
-        actions: ['s3:ListBucket', 's3:ListBucketMultipartUploads'],
-        resources: [this.bucket.bucketArn],
-      }),
-    );
-    this.function.addToRolePolicy(
-      new PolicyStatement({
-        actions: [
-          's3:GetObject',
-          's3:PutObject',
-          's3:DeleteObject',
-          's3:AbortMultipartUpload',
-          's3:ListMultipartUploadParts',
-        ],
-        resources: [this.bucket.arnForObjects('*')],
-      }),
-    );
-    this.function.addToRolePolicy(
-      new PolicyStatement({
-        actions: [
-          'dynamodb:GetItem',
-          'dynamodb:PutItem',
-          'dynamodb:UpdateItem',
-          'dynamodb:DeleteItem',
-          'dynamodb:Query',
-          'dynamodb:BatchWriteItem',
-          'dynamodb:TransactWriteItems',
-          'dynamodb:ConditionCheckItem',
-        ],
-        resources: [this.table.tableArn],
-      }),
-    );
   }
 
   private customDomain(domainName: string, props: ServerlessRegistryProps): DomainName {
@@ -401,7 +443,8 @@ function checkEnvironmentSize(environment: Record<string, string>): void {
 
 function checkDomainProps(props: ServerlessRegistryProps): void {
   if (props.domainName === undefined) {
-    if (props.certificate || props.hostedZone) {
+    // A zone alone may be the upload service's (its hostedZone's default).
+    if (props.certificate || (props.hostedZone && !props.uploadService)) {
       throw new Error('ServerlessRegistry: certificate and hostedZone need a domainName');
     }
   } else if (!props.certificate && !props.hostedZone) {

@@ -24,7 +24,7 @@ import {
 } from '../../lib/auth-environment.js';
 import { createTable } from '../../functions/metadata/dynamodb.js';
 import { newSigningKeyPem } from '../../functions/handlers/signing-key.js';
-import { UploadUrlSigner } from '../../functions/registry/upload-urls.js';
+import { uploadSecretId } from '../../functions/registry/upload-urls.js';
 import { apiGatewayFront } from './api-gateway.js';
 import { startLocalEdge } from './cloudfront.js';
 import { startDynamoDbLocal } from './dynamodb-local.js';
@@ -230,7 +230,7 @@ export async function startLocalAws(options: LocalAwsOptions = {}): Promise<Loca
           secretAccessKey: s3.secretAccessKey ?? credentials.secretAccessKey,
         },
         // What the construct's custom resource puts in the KeyValueStore: the secret under its kid.
-        keyValueStore: new Map([[new UploadUrlSigner(uploads.secret, 1).kid, uploads.secret]]),
+        keyValueStore: new Map([[uploadSecretId(uploads.secret), uploads.secret]]),
         addr: `${host.includes(':') ? `[${host}]` : host}:${port}`,
         ...(options.tls && { tls: options.tls }),
       });

@@ -14,6 +14,11 @@ import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
  */
 export const UPLOAD_URL_PARAMETER = '_upload';
 
+/** The kid naming a secret in signed URLs and in the edge's KeyValueStore. */
+export function uploadSecretId(secret: string): string {
+  return createHash('sha256').update(secret, 'utf8').digest('hex').slice(0, 16);
+}
+
 export type UploadUrlCheck = 'valid' | 'expired' | 'invalid';
 
 export class UploadUrlSigner {
@@ -28,7 +33,7 @@ export class UploadUrlSigner {
     if (secret.length < 32) {
       throw new Error('the upload URL secret (http.secret) must have at least 32 characters');
     }
-    this.kid = createHash('sha256').update(secret, 'utf8').digest('hex').slice(0, 16);
+    this.kid = uploadSecretId(secret);
   }
 
   /** The `_upload` value for an upload of repository, valid from now for expirySeconds. */
