@@ -60,7 +60,10 @@ async function main(argv: string[]): Promise<void> {
   // Uploads of large layers over slow links take long: never cut a request for its total time.
   server.requestTimeout = 0;
   server.headersTimeout = 60_000;
-  server.keepAliveTimeout = 65_000;
+  // Longer than the idle timeout of a load balancer in front (ALB's default 60 s; the upload service's
+  // 300 s), which must close idle connections first or it answers 502 on one this server just closed:
+  // https://docs.aws.amazon.com/elasticloadbalancing/latest/application/edit-load-balancer-attributes.html
+  server.keepAliveTimeout = config.uploads.only ? 310_000 : 65_000;
 
   await listen(server, config);
   log.info('registry listening', {
