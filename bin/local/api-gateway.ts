@@ -97,16 +97,28 @@ async function invoke(
   res.end(req.method === 'HEAD' ? undefined : bytes);
 }
 
-/** The whole body, or undefined (after draining it) when it is over limit bytes. */
+/**
+ * The whole body, or undefined when it is over limit bytes: then the rest is read and dropped, and the
+ * caller answers at once (a declared length over the limit is refused before any body byte is read), so
+ * a client streaming a large layer learns of the refusal while it sends, not after.
+ */
 async function readBody(req: IncomingMessage, limit: number): Promise<Buffer | undefined> {
-  const declared = Number(req.headers['content-length'] ?? 0);
+  if (Number(req.headers['content-length'] ?? 0) > limit) {
+    req.resume();
+    return undefined;
+  }
   const parts: Buffer[] = [];
   let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
+  // Leaving the loop early must not destroy the request: its response is still to be sent.
+  for await (const chunk of req.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
     size += chunk.byteLength;
-    if (size <= limit && declared <= limit) parts.push(chunk);
+    if (size > limit) {
+      req.resume();
+      return undefined;
+    }
+    parts.push(chunk);
   }
-  return size > limit || declared > limit ? undefined : Buffer.concat(parts);
+  return Buffer.concat(parts);
 }
 
 /** The event API Gateway sends for an HTTP API with payload format 2.0. */
