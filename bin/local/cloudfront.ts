@@ -502,7 +502,7 @@ async function serve(edge: Edge, req: IncomingMessage, res: ServerResponse): Pro
     if (!isObject(outcome.result)) throw new EdgeFunctionValidationError('the function returned no object');
     if ('statusCode' in outcome.result) {
       const response = checkResponse(outcome.result, {});
-      req.resume();
+      await drained(req);
       writeGenerated(res, req.method, requestId, response);
       return;
     }
@@ -790,6 +790,21 @@ function writeGenerated(
     ...cloudFrontHeaders(requestId),
   });
   res.end(method === 'HEAD' ? undefined : body);
+}
+
+/**
+ * Reads and drops the viewer's body before an answer that does not need it. Answering first would be
+ * quicker, but closing the connection on a client still sending (Node does when a request is unread)
+ * can reset it before the client reads the answer, and the client would report a broken connection
+ * instead of the registry's error.
+ */
+async function drained(req: IncomingMessage): Promise<void> {
+  if (req.readableEnded) return;
+  req.resume();
+  await new Promise<void>((resolve) => {
+    req.once('end', resolve);
+    req.once('close', resolve);
+  });
 }
 
 /** CloudFront's own refusal; the viewer's body is drained. */

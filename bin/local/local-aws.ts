@@ -206,6 +206,9 @@ export async function startLocalAws(options: LocalAwsOptions = {}): Promise<Loca
             front,
           )
         : createServer(front);
+    // Idle connections stay open longer than the edge's agent keeps them (5 s), so that the edge never
+    // reuses one this server is closing (a 502 for the client).
+    server.keepAliveTimeout = 65_000;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       if (options.edge) server.listen(0, '127.0.0.1', resolve);
