@@ -49,9 +49,25 @@ async function functionBytes(registry: RegistryUnderTest): Promise<number> {
   return (await registry.accessLines('function')).reduce((total, l) => total + l.bytesIn, 0);
 }
 
-// Both suites start dist/local-aws.mjs: built once, as `npm run local:aws` builds it.
+// Both suites start dist/local-aws.mjs, built once as `npm run local:aws` builds it, and push one
+// image: a random layer of LAYER_MIB and a small one, written once.
+let imagesDir: string | undefined;
+let image: ImageInfo;
+
 beforeAll(async () => {
-  await run('npx', ESBUILD_ARGS, { cwd: REPO_ROOT, timeoutMs: 120_000 });
+  imagesDir = join(tmpdir(), `registry-e2e-large-${randomBytes(6).toString('hex')}`);
+  await mkdir(imagesDir);
+  const dir = imagesDir;
+  const [built, written] = await Promise.allSettled([
+    run('npx', ESBUILD_ARGS, { cwd: REPO_ROOT, timeoutMs: 120_000 }),
+    writeRandomImage(join(dir, 'image'), 'large-image', [LAYER_MIB * MIB, 64 * 1024]),
+  ]);
+  if (written.status === 'fulfilled') image = written.value;
+  for (const result of [built, written]) if (result.status === 'rejected') throw result.reason;
+});
+
+afterAll(async () => {
+  await removeTempDir(imagesDir);
 });
 
 describe(`local AWS with the upload edge and the upload service: ${LAYER_MIB} MiB layers`, () => {
@@ -61,8 +77,6 @@ describe(`local AWS with the upload edge and the upload service: ${LAYER_MIB} Mi
   let podman: Podman | undefined;
   let docker: DockerDaemon | undefined;
   let containerd: Containerd | undefined;
-  let imagesDir: string | undefined;
-  let image: ImageInfo;
 
   const reg = (): RegistryUnderTest => {
     if (registry === undefined) throw new Error('the local AWS registry was not started');
@@ -76,10 +90,7 @@ describe(`local AWS with the upload edge and the upload service: ${LAYER_MIB} Mi
   };
 
   beforeAll(async () => {
-    imagesDir = join(tmpdir(), `registry-e2e-large-${randomBytes(6).toString('hex')}`);
-    await mkdir(imagesDir);
-    const dir = imagesDir;
-    const [started, ctr, dockerd, sk, pm, built] = await Promise.allSettled([
+    const [started, ctr, dockerd, sk, pm] = await Promise.allSettled([
       timings.time('start local AWS with --edge --upload-service, in parallel', () =>
         RegistryUnderTest.start('local-aws', { s3: 'rgw', edge: true, uploadService: true }),
       ),
@@ -87,17 +98,13 @@ describe(`local AWS with the upload edge and the upload service: ${LAYER_MIB} Mi
       timings.time('start dockerd, in parallel', () => DockerDaemon.start()),
       Skopeo.create(),
       Podman.create(),
-      timings.time(`write an image with a ${LAYER_MIB} MiB layer, in parallel`, () =>
-        writeRandomImage(join(dir, 'image'), 'large-image', [LAYER_MIB * MIB, 64 * 1024]),
-      ),
     ]);
     if (started.status === 'fulfilled') registry = started.value;
     if (ctr.status === 'fulfilled') containerd = ctr.value;
     if (dockerd.status === 'fulfilled') docker = dockerd.value;
     if (sk.status === 'fulfilled') skopeo = sk.value;
     if (pm.status === 'fulfilled') podman = pm.value;
-    if (built.status === 'fulfilled') image = built.value;
-    for (const result of [started, ctr, dockerd, sk, pm, built]) {
+    for (const result of [started, ctr, dockerd, sk, pm]) {
       if (result.status === 'rejected') throw result.reason;
     }
   });
@@ -115,7 +122,6 @@ describe(`local AWS with the upload edge and the upload service: ${LAYER_MIB} Mi
       docker?.stop(),
       skopeo?.dispose(),
       podman?.dispose(),
-      removeTempDir(imagesDir),
     ]);
     console.log(timings.report());
     for (const result of results) if (result.status === 'rejected') throw result.reason;
@@ -248,8 +254,6 @@ describe(`local AWS with the upload edge alone: one PUT of ${LAYER_MIB} MiB stra
   let registry: RegistryUnderTest | undefined;
   let containerd: Containerd | undefined;
   let skopeo: Skopeo | undefined;
-  let imagesDir: string | undefined;
-  let image: ImageInfo;
 
   const reg = (): RegistryUnderTest => {
     if (registry === undefined) throw new Error('the local AWS registry was not started');
@@ -257,22 +261,17 @@ describe(`local AWS with the upload edge alone: one PUT of ${LAYER_MIB} MiB stra
   };
 
   beforeAll(async () => {
-    imagesDir = join(tmpdir(), `registry-e2e-edge-${randomBytes(6).toString('hex')}`);
-    await mkdir(imagesDir);
-    const dir = imagesDir;
-    const [started, ctr, sk, built] = await Promise.allSettled([
+    const [started, ctr, sk] = await Promise.allSettled([
       timings.time('start local AWS with --edge, in parallel', () =>
         RegistryUnderTest.start('local-aws', { s3: 'rgw', edge: true }),
       ),
       timings.time('start containerd, in parallel', () => Containerd.start()),
       Skopeo.create(),
-      writeRandomImage(join(dir, 'image'), 'edge-image', [LAYER_MIB * MIB, 64 * 1024]),
     ]);
     if (started.status === 'fulfilled') registry = started.value;
     if (ctr.status === 'fulfilled') containerd = ctr.value;
     if (sk.status === 'fulfilled') skopeo = sk.value;
-    if (built.status === 'fulfilled') image = built.value;
-    for (const result of [started, ctr, sk, built]) if (result.status === 'rejected') throw result.reason;
+    for (const result of [started, ctr, sk]) if (result.status === 'rejected') throw result.reason;
   });
 
   beforeEach(({ onTestFailed }) => {
@@ -282,12 +281,7 @@ describe(`local AWS with the upload edge alone: one PUT of ${LAYER_MIB} MiB stra
   });
 
   afterAll(async () => {
-    const results = await Promise.allSettled([
-      registry?.stop(),
-      containerd?.stop(),
-      skopeo?.dispose(),
-      removeTempDir(imagesDir),
-    ]);
+    const results = await Promise.allSettled([registry?.stop(), containerd?.stop(), skopeo?.dispose()]);
     console.log(timings.report());
     for (const result of results) if (result.status === 'rejected') throw result.reason;
   });
