@@ -38,6 +38,7 @@ import { Script, createContext } from 'node:vm';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { parse } from 'acorn';
 import { edgeFunctionCode, type EdgeFunctionValues } from '../../functions/edge/code.js';
+import { parseAddr } from './free-port.js';
 
 // ---------------------------------------------------------------------------------------------------
 // The CloudFront Functions event (https://docs.aws.amazon.com/AmazonCloudFront/latest/DeveloperGuide/functions-event-structure.html)
@@ -844,12 +845,4 @@ function bytes(data: SourceData): string | Uint8Array {
   return ArrayBuffer.isView(data)
     ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
     : new Uint8Array(data);
-}
-
-function parseAddr(addr: string): { host: string; port: number } {
-  const colon = addr.lastIndexOf(':');
-  const host = (colon < 0 ? '' : addr.slice(0, colon)).replace(/^\[(.*)\]$/, '$1') || '127.0.0.1';
-  const port = Number(addr.slice(colon + 1));
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`not a host:port: ${addr}`);
-  return { host, port };
 }

@@ -18,3 +18,12 @@ export async function listenOnLoopback(server: Server): Promise<number> {
   });
   return (server.address() as AddressInfo).port;
 }
+
+/** host:port (host may be [v6], or empty for 127.0.0.1; port 0 picks a free one), as REGISTRY_HTTP_ADDR gives it. */
+export function parseAddr(addr: string): { host: string; port: number } {
+  const colon = addr.lastIndexOf(':');
+  const host = (colon < 0 ? '' : addr.slice(0, colon)).replace(/^\[(.*)\]$/, '$1') || '127.0.0.1';
+  const port = Number(addr.slice(colon + 1));
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`not a host:port: ${addr}`);
+  return { host, port };
+}

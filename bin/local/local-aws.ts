@@ -27,6 +27,7 @@ import { newSigningKeyPem } from '../../functions/handlers/signing-key.js';
 import { uploadSecretId } from '../../functions/registry/upload-urls.js';
 import { apiGatewayFront } from './api-gateway.js';
 import { startLocalEdge } from './cloudfront.js';
+import { parseAddr } from './free-port.js';
 import { startDynamoDbLocal } from './dynamodb-local.js';
 import { startFauxqs, startRgw, type S3Service } from './s3-local.js';
 import { type LocalCredentials, startSecretsManager } from './secrets-manager.js';
@@ -393,12 +394,4 @@ async function s3Service(
     };
   }
   return chosen === 'rgw' ? startRgw() : startFauxqs();
-}
-
-function parseAddr(addr: string): { host: string; port: number } {
-  const colon = addr.lastIndexOf(':');
-  const host = (colon < 0 ? '' : addr.slice(0, colon)).replace(/^\[(.*)\]$/, '$1') || '127.0.0.1';
-  const port = Number(addr.slice(colon + 1));
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`not a host:port: ${addr}`);
-  return { host, port };
 }
