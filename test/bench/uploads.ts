@@ -649,14 +649,14 @@ the first line of each error is listed below the table.
 How to read it:
 
 - Lambda only: a body over about 4.4 MiB is refused with API Gateway's 413 before the function runs.
-  The local API Gateway front reads a refused body to its end before it answers (bin/local/api-gateway.ts),
-  and the clients read no answer before they have sent the body, so a refused 1 GiB push takes as long as
-  sending 1 GiB (docker and podman also gzip it on the fly).
+  The local API Gateway front answers as soon as the declared length, or the bytes read, pass its limit
+  (bin/local/api-gateway.ts), and drops the rest. podman, still sending its chunked body, may report the
+  closed connection (broken pipe) instead of the 413; it fails at once either way.
 - Edge: ctr's one PUT goes straight to S3. skopeo sends its PATCH with Content-Length, and the edge's
-  viewer-request function refuses it at once with 413 SIZE_INVALID and a message naming the options;
-  docker and podman send theirs chunked (they compress on the fly), so the edge cannot see the size and
-  passes the request on to API Gateway, whose 413 they print. The edge answers skopeo before the body
-  has arrived, and now and then skopeo reports the connection reset under it instead of the message.
+  viewer-request function refuses it with 413 SIZE_INVALID and a message naming the options (the local
+  edge reads the body to its end first, so that the client reads the answer, which takes a few seconds
+  for 1 GiB); docker and podman send theirs chunked (they compress on the fly), so the edge cannot see
+  the size and passes the request on to API Gateway, whose 413 they print (or, podman, a broken pipe).
 - Upload service: new uploads (PATCH and PUT) go to the standalone server, which streams them to S3.
 `);
   out.push(`
