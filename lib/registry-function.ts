@@ -1,6 +1,4 @@
-import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import {
   ApplicationLogLevel,
@@ -12,13 +10,7 @@ import {
 import { NodejsFunction, type NodejsFunctionProps, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { Construct } from 'constructs';
-
-/**
- * The repository root: the nearest directory above this module with a package.json. Found from the
- * module's own location, not the working directory, so the app synthesizes from anywhere, and also
- * when it runs bundled from cdk.out/.
- */
-export const PROJECT_ROOT: string = findProjectRoot(dirname(fileURLToPath(import.meta.url)));
+import { PROJECT_ROOT } from './project-root.js';
 
 /** The Lambda entry point of the registry, exporting `handler`. */
 export const REGISTRY_HANDLER_ENTRY: string = join(PROJECT_ROOT, 'functions', 'handlers', 'registry.ts');
@@ -99,12 +91,5 @@ export class RegistryFunction extends NodejsFunction {
         ...bundling,
       },
     });
-  }
-}
-
-function findProjectRoot(start: string): string {
-  for (let dir = start; ; dir = dirname(dir)) {
-    if (existsSync(join(dir, 'package.json'))) return dir;
-    if (dirname(dir) === dir) throw new Error(`no package.json above ${start}`);
   }
 }

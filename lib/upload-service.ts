@@ -30,7 +30,7 @@ import { LoadBalancerTarget } from 'aws-cdk-lib/aws-route53-targets';
 import type { IBucket } from 'aws-cdk-lib/aws-s3';
 import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
-import { PROJECT_ROOT } from './registry-function.js';
+import { PROJECT_ROOT } from './project-root.js';
 import { grantRegistryData, grantSecretValue } from './registry-grants.js';
 
 /** The port the server listens on in its container (the Dockerfile's EXPOSE, registry:2's). */

@@ -10,14 +10,13 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import { accessSection } from '../../lib/auth-environment.js';
+import { PROJECT_ROOT } from '../../lib/project-root.js';
 import { LOCAL_AWS_LISTENING_MESSAGE, type LocalAwsAuthOptions, type LocalAwsTls } from './local-aws.js';
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 /** The bundle `npm run local:aws` builds and runs. */
-export const LOCAL_AWS_BUNDLE = join(ROOT, 'dist', 'local-aws.mjs');
+export const LOCAL_AWS_BUNDLE = join(PROJECT_ROOT, 'dist', 'local-aws.mjs');
 
 export interface LocalAwsProcessOptions {
   /** Authentication, as the construct's auth prop; none: an open registry. */
@@ -58,7 +57,7 @@ export interface LocalAwsProcess {
 /** Bundles bin/local-aws.ts into dist/local-aws.mjs, as `npm run local:aws` does. */
 export async function buildLocalAws(): Promise<string> {
   await build({
-    entryPoints: [join(ROOT, 'bin', 'local-aws.ts')],
+    entryPoints: [join(PROJECT_ROOT, 'bin', 'local-aws.ts')],
     bundle: true,
     platform: 'node',
     target: 'node20',

@@ -6,8 +6,8 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { PROJECT_ROOT } from '../../lib/project-root.js';
 import { freePort } from './free-port.js';
 
 export interface LocalUploadService {
@@ -27,7 +27,7 @@ export interface UploadServiceOptions {
 export const UPLOAD_SERVICE_COMPONENT = 'upload-service';
 
 export async function startUploadService(options: UploadServiceOptions): Promise<LocalUploadService> {
-  const entry = join(repositoryRoot(), 'dist', 'registry.mjs');
+  const entry = join(PROJECT_ROOT, 'dist', 'registry.mjs');
   if (!existsSync(entry)) throw new Error(`${entry} is missing: build the server first (npm run build)`);
   const port = await freePort();
   const inherited = Object.fromEntries(
@@ -82,15 +82,4 @@ function listening(child: ChildProcess): Promise<void> {
       reject(new Error(`the upload service exited (${String(code)}):\n${output}`));
     });
   });
-}
-
-/** The directory of package.json, from this module's place in the source tree or in dist/. */
-function repositoryRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'package.json'))) {
-    const parent = dirname(dir);
-    if (parent === dir) throw new Error('cannot find the repository root (package.json)');
-    dir = parent;
-  }
-  return dir;
 }

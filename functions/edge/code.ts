@@ -4,10 +4,10 @@
  * 10 KB of code). The CDK app (at synth) and the local edge (bin/local/cloudfront.ts) both use it, so
  * the code tested locally is the code deployed.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { transformSync } from 'esbuild';
+import { PROJECT_ROOT } from '../../lib/project-root.js';
 
 export type EdgeFunctionName = 'upload-request' | 'upload-response';
 
@@ -36,21 +36,9 @@ export const PLACEHOLDERS: Readonly<Record<keyof EdgeFunctionValues, string>> = 
 const CDK_TOKEN = /\$\{Token\[[^\]]*\]\}/g;
 const TOKEN_BYTES = 255;
 
-/**
- * The repository root: the nearest directory above this module with a package.json, found from the
- * module's own location (as lib/registry-function.ts does), so this also works bundled in cdk.out/ or
- * dist/.
- */
-function projectRoot(start: string): string {
-  for (let dir = start; ; dir = dirname(dir)) {
-    if (existsSync(join(dir, 'package.json'))) return dir;
-    if (dirname(dir) === dir) throw new Error(`no package.json above ${start}`);
-  }
-}
-
 /** The source file of a function. */
 export function edgeFunctionPath(name: EdgeFunctionName): string {
-  return join(projectRoot(dirname(fileURLToPath(import.meta.url))), 'functions', 'edge', `${name}.js`);
+  return join(PROJECT_ROOT, 'functions', 'edge', `${name}.js`);
 }
 
 /** The function's code, ready for CloudFront (FunctionCode.fromInline) or the local edge. */

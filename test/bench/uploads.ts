@@ -33,7 +33,7 @@ import { existsSync } from 'node:fs';
 import { copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, cpus, tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
-import { build } from 'esbuild';
+import { buildLocalAws } from '../../bin/local/local-aws-process.js';
 import { Containerd, DockerDaemon, Podman, Skopeo } from '../e2e/harness/clients.js';
 import { CommandError, removeTempDir, type RunResult } from '../e2e/harness/exec.js';
 import { verifyLayoutBlobs, writeRandomImage, type ImageInfo } from '../e2e/harness/images.js';
@@ -713,18 +713,7 @@ async function main(): Promise<void> {
   log(
     `bench uploads: sizes ${SIZES_MIB.join(', ')} MiB; options ${OPTIONS.map((o) => o.label).join(', ')}; clients ${CLIENTS.join(', ')}`,
   );
-  // dist/local-aws.mjs, as `npm run local:aws` builds it.
-  await build({
-    entryPoints: [join(REPO_ROOT, 'bin', 'local-aws.ts')],
-    bundle: true,
-    platform: 'node',
-    target: 'node20',
-    format: 'esm',
-    packages: 'external',
-    sourcemap: true,
-    logLevel: 'warning',
-    outfile: join(REPO_ROOT, 'dist', 'local-aws.mjs'),
-  });
+  await buildLocalAws();
 
   const work = join(tmpdir(), `bench-uploads-${randomBytes(6).toString('hex')}`);
   await mkdir(work);

@@ -15,7 +15,7 @@ import { ContainerImage } from 'aws-cdk-lib/aws-ecs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../bin/local/free-port.js';
 import { loadConfig } from '../../functions/config.js';
-import { PROJECT_ROOT } from '../../lib/registry-function.js';
+import { PROJECT_ROOT } from '../../lib/project-root.js';
 import { ServerlessRegistry } from '../../lib/serverless-registry.js';
 import { UPLOAD_SERVICE_PORT } from '../../lib/upload-service.js';
 import { SERVER_ENTRY } from '../support/registry-process.js';

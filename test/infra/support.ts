@@ -6,7 +6,7 @@ import { App, type AppProps, CfnElement, Stack } from 'aws-cdk-lib';
 import type { Template } from 'aws-cdk-lib/assertions';
 import type { IConstruct } from 'constructs';
 import { expect } from 'vitest';
-import { PROJECT_ROOT } from '../../lib/registry-function.js';
+import { PROJECT_ROOT } from '../../lib/project-root.js';
 
 /** The feature flags `cdk synth` runs with, so that the tests see the same template. */
 export const CDK_CONTEXT = (
