@@ -10,7 +10,7 @@ import {
   type EdgeEvent,
   type EdgeFields,
   type EdgeRequest,
-} from '../../bin/local/cloudfront.js';
+} from '../../bin/local/cloudfront-functions.js';
 import { edgeFunctionCode, MAX_FUNCTION_BYTES } from '../../functions/edge/code.js';
 
 const VALUES = {
