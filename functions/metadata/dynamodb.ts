@@ -259,11 +259,11 @@ export class DynamoDbMetadataStore implements MetadataStore {
    * concurrent put of the manifest (a new tag) or retag makes a condition fail, and the delete starts
    * over from the current state.
    */
-  async deleteManifest(repository: string, digest: string): Promise<boolean> {
+  async deleteManifest(repository: string, digest: string): Promise<string[] | undefined> {
     const pk = repositoryKey(repository);
     for (let attempt = 1; ; attempt++) {
       const record = await this.getItem(pk, manifestKey(digest));
-      if (record === undefined) return false;
+      if (record === undefined) return undefined;
       const tagKeys = await this.queryAll({
         KeyConditionExpression: '#pk = :pk AND begins_with(#sk, :prefix)',
         FilterExpression: '#digest = :digest',
@@ -300,7 +300,8 @@ export class DynamoDbMetadataStore implements MetadataStore {
           rest = rest.slice(MAX_TRANSACTION_ITEMS);
         }
         await this.transact([...rest, ...last]);
-        return true;
+        // The query returns them in key order, which is the tags' code point order.
+        return tagKeys.map((item) => text(item.sk).slice(tagKey('').length));
       } catch (error) {
         if (!isConditionFailure(error) || attempt >= DELETE_ATTEMPTS) throw error;
       }

@@ -94,21 +94,21 @@ export class StorageBackedMetadataStore implements MetadataStore {
    * the tags means reading every tag of the repository; a tag moved onto this digest by a concurrent
    * put after that scan is left dangling, and getTag then reads it as unknown.
    */
-  async deleteManifest(repository: string, digest: string): Promise<boolean> {
+  async deleteManifest(repository: string, digest: string): Promise<string[] | undefined> {
     const record = await this.getManifest(repository, digest);
-    if (record === undefined) return false;
+    if (record === undefined) return undefined;
     const tags = await this.childNames(paths(repository).tagsDir());
-    await Promise.all(
+    const deleted = await Promise.all(
       tags.map(async (tag) => {
-        if ((await this.readText(paths(repository).tagPath(tag))) === digest) {
-          await this.deleteIfPresent(paths(repository).tagDir(tag));
-        }
+        if ((await this.readText(paths(repository).tagPath(tag))) !== digest) return undefined;
+        return (await this.deleteIfPresent(paths(repository).tagDir(tag))) ? tag : undefined;
       }),
     );
     if (record.subject !== undefined) {
       await this.deleteIfPresent(paths(repository).referrerPath(record.subject, digest));
     }
-    return this.deleteIfPresent(paths(repository).recordDir(digest));
+    if (!(await this.deleteIfPresent(paths(repository).recordDir(digest)))) return undefined;
+    return deleted.filter((tag): tag is string => tag !== undefined).sort(compareCodePoints);
   }
 
   async deleteTag(repository: string, tag: string): Promise<boolean> {

@@ -25,8 +25,11 @@ export interface MetadataStore {
   getManifest(repository: string, digest: string): Promise<ManifestRecord | undefined>;
   /** The manifest a tag points at, or undefined for an unknown tag. */
   getTag(repository: string, tag: string): Promise<ManifestRecord | undefined>;
-  /** Deletes a manifest record and every tag pointing at it; false if there was no such manifest. */
-  deleteManifest(repository: string, digest: string): Promise<boolean>;
+  /**
+   * Deletes a manifest record and every tag pointing at it, and returns those tags (sorted); undefined
+   * if there was no such manifest.
+   */
+  deleteManifest(repository: string, digest: string): Promise<string[] | undefined>;
   /** Deletes one tag (the manifest stays); false if there was no such tag. */
   deleteTag(repository: string, tag: string): Promise<boolean>;
   /** Tags of a repository after `last`, at most `limit`; undefined if the repository is unknown. */

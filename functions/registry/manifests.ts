@@ -74,7 +74,7 @@ export async function putManifest(
 export async function deleteManifest(ctx: Context, name: string, reference: string): Promise<Response> {
   let deleted: boolean;
   if (isDigest(reference)) {
-    deleted = await ctx.metadata.deleteManifest(name, parseDigest(reference).value);
+    deleted = (await ctx.metadata.deleteManifest(name, parseDigest(reference).value)) !== undefined;
   } else {
     deleted = isTag(reference) && (await ctx.metadata.deleteTag(name, reference));
   }

@@ -189,22 +189,22 @@ export function describeMetadataStore(name: string, makeStore: () => Promise<Met
         const repository = uniqueRepository();
         const doomed = manifest();
         const kept = manifest();
-        await store().putManifest(repository, doomed, ['a', 'b']);
+        await store().putManifest(repository, doomed, ['b', 'a']);
         await store().putManifest(repository, kept, ['c']);
-        expect(await store().deleteManifest(repository, doomed.digest)).toBe(true);
+        expect(await store().deleteManifest(repository, doomed.digest)).toEqual(['a', 'b']);
         expect(await store().getManifest(repository, doomed.digest)).toBeUndefined();
         expect(await store().getTag(repository, 'a')).toBeUndefined();
         expect(await store().getTag(repository, 'b')).toBeUndefined();
         expect((await store().getTag(repository, 'c'))?.digest).toBe(kept.digest);
         expect(await allTags(repository, 10)).toEqual(['c']);
-        expect(await store().deleteManifest(repository, doomed.digest)).toBe(false);
+        expect(await store().deleteManifest(repository, doomed.digest)).toBeUndefined();
       });
 
-      it('reports false when deleting an unknown manifest', async () => {
+      it('reports undefined when deleting an unknown manifest', async () => {
         const repository = uniqueRepository();
         await store().putManifest(repository, manifest(), ['latest']);
-        expect(await store().deleteManifest(repository, randomDigest())).toBe(false);
-        expect(await store().deleteManifest(uniqueRepository(), randomDigest())).toBe(false);
+        expect(await store().deleteManifest(repository, randomDigest())).toBeUndefined();
+        expect(await store().deleteManifest(uniqueRepository(), randomDigest())).toBeUndefined();
       });
     });
 
@@ -351,7 +351,7 @@ export function describeMetadataStore(name: string, makeStore: () => Promise<Met
         const [kept, deleted] = [manifest({ subject }), manifest({ subject })];
         await store().putManifest(repository, kept, ['sig']);
         await store().putManifest(repository, deleted, []);
-        expect(await store().deleteManifest(repository, deleted.digest)).toBe(true);
+        expect(await store().deleteManifest(repository, deleted.digest)).toEqual([]);
         expect((await store().listReferrers(repository, subject)).map(withoutContent)).toEqual([kept]);
       });
     });
