@@ -1,3 +1,5 @@
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
 import { type Authorizer, OPEN_ACCESS } from './auth/access.js';
 import { BasicAuthorizer, BearerAuthorizer } from './auth/authorizers.js';
 import { Logins } from './auth/credentials.js';
@@ -24,6 +26,9 @@ import {
 import { ConfigError, type RegistryConfig } from './config.js';
 import type { RequestHandler } from './http/handler.js';
 import type { Logger } from './log.js';
+import { type Metrics, NO_METRICS } from './metrics/metrics.js';
+import { broadcast, type EventSink } from './notifications/events.js';
+import { Notifier } from './notifications/notifier.js';
 import { StorageBackedMetadataStore } from './metadata/storage-backed.js';
 import type { MetadataStore } from './metadata/store.js';
 import type { RegistryOptions, UploadRouting } from './registry/context.js';
@@ -41,6 +46,20 @@ export interface Composition {
   registry: Registry;
   storage: StorageDriver;
   metadata: MetadataStore;
+  /** Where the registry's events go (nowhere without notifications configured); close it on shutdown. */
+  events: EventSink;
+}
+
+/** What the runtime brings to the composition. */
+export interface RuntimeParts {
+  /** Where measurements go: Prometheus on the standalone server, embedded metric format on Lambda. */
+  metrics?: Metrics;
+  /**
+   * Whether the process keeps running between requests, so that webhooks can be delivered from a
+   * queue in the background (the standalone server), or may be frozen once a response is returned
+   * (Lambda), where only sinks that deliver before the response (EventBridge) work. @default true
+   */
+  deliverInBackground?: boolean;
 }
 
 /**
@@ -52,8 +71,10 @@ export async function composeRegistry(
   config: RegistryConfig,
   log: Logger,
   overrides: Partial<RegistryOptions> = {},
+  runtime: RuntimeParts = {},
 ): Promise<Composition> {
   refuseUnimplemented(config, log);
+  const events = await eventSink(config, log, runtime);
   const storage = await storageDriver(config);
   const metadata = await metadataStore(config, storage);
   // The upload service authorizes by signed URL alone (see Registry), so it takes no credentials.
@@ -67,6 +88,7 @@ export async function composeRegistry(
     log,
     authorizer,
     ...(uploads && { uploads }),
+    ...(events !== NO_EVENTS && { notifier: notifier(config, events, log) }),
     options: {
       deleteEnabled: config.storage.delete.enabled,
       readOnly: config.storage.maintenance.readOnly.enabled,
@@ -87,7 +109,54 @@ export async function composeRegistry(
             : registry.handle(request, client),
       }
     : registry;
-  return { handler, registry, storage, metadata };
+  return { handler, registry, storage, metadata, events };
+}
+
+const NO_EVENTS: EventSink = { publish: () => Promise.resolve(), close: () => Promise.resolve() };
+
+/** The sinks notifications.endpoints and notifications.eventbridge describe, as one. */
+async function eventSink(config: RegistryConfig, log: Logger, runtime: RuntimeParts): Promise<EventSink> {
+  const metrics = runtime.metrics ?? NO_METRICS;
+  const endpoints = config.notifications.endpoints.filter((endpoint) => !endpoint.disabled);
+  if (endpoints.length > 0 && runtime.deliverInBackground === false) {
+    throw new ConfigError(
+      'notifications.endpoints: webhooks need a process that runs between requests; on AWS, send events ' +
+        'to EventBridge (notifications.eventbridge) and deliver webhooks with its rules (the construct does)',
+    );
+  }
+  const sinks: EventSink[] = [];
+  if (endpoints.length > 0) {
+    const { WebhookSink } = await import('./notifications/webhook.js');
+    for (const endpoint of endpoints) {
+      const reference = endpoint.signingSecret;
+      const signingSecret =
+        reference !== undefined && isSecretArn(reference)
+          ? (await readSecret(`notifications.endpoints ${endpoint.name} signingsecret`, reference)).trim()
+          : reference;
+      sinks.push(new WebhookSink({ ...endpoint, signingSecret }, { log, metrics }));
+    }
+  }
+  if (config.notifications.eventBridge) {
+    const { EventBridgeSink } = await import('./notifications/eventbridge.js');
+    sinks.push(new EventBridgeSink(config.notifications.eventBridge, { log, metrics }));
+  }
+  if (sinks.length === 0) return NO_EVENTS;
+  return sinks.length === 1 ? (sinks[0] as EventSink) : broadcast(sinks);
+}
+
+/** Events name this instance as their source: its host and port, or on Lambda the function. */
+function notifier(config: RegistryConfig, sink: EventSink, log: Logger): Notifier {
+  const lambda = process.env.AWS_LAMBDA_FUNCTION_NAME;
+  const port = /:(\d+)$/.exec(config.http.addr)?.[1];
+  const addr = lambda ?? (port === undefined ? hostname() : `${hostname()}:${port}`);
+  return new Notifier({
+    sink,
+    log,
+    includeReferences: config.notifications.events.includeReferences,
+    source: { addr, instanceID: randomUUID() },
+    host: config.http.host,
+    relativeUrls: config.http.relativeUrls,
+  });
 }
 
 /** Signed upload URLs, when the uploads section sends uploads elsewhere (or this is the upload service). */
@@ -227,9 +296,6 @@ async function metadataStore(config: RegistryConfig, storage: StorageDriver): Pr
 function refuseUnimplemented(config: RegistryConfig, log: Logger): void {
   if (config.auth?.type === 'token' && config.auth.autoRedirect) {
     log.warn('auth.token.autoredirect: not supported; the realm is used as configured');
-  }
-  if (config.notifications.endpoints.some((endpoint) => !endpoint.disabled)) {
-    log.warn('notifications.endpoints: notifications are not sent by this version (ignored)');
   }
   if (config.http.prefix !== '' && config.http.prefix !== '/') {
     throw new ConfigError('http.prefix: serving the API under a path prefix is not supported yet');

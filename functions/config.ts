@@ -12,6 +12,7 @@ import { resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import { type AccessPolicyConfig, accessRulesError } from './auth/policy.js';
 import { DEFAULT_ALGORITHMS } from './auth/tokens.js';
+import { DEFAULT_EVENT_SOURCE, EVENT_ACTIONS } from './notifications/events.js';
 import type { Context, Infer } from './config-schema.js';
 import {
   ConfigError,
@@ -108,6 +109,25 @@ export interface NotificationEndpoint {
   backoffMs: number; // backoff (default 1s)
   ignoredMediaTypes: string[]; // ignoredmediatypes
   ignore: { mediaTypes: string[]; actions: string[] }; // ignore.mediatypes, ignore.actions
+  /**
+   * `signingsecret`, this registry's own: the key of a Standard Webhooks signature on every delivery
+   * (`whsec_<base64>`, or any other text used as is; a literal or a Secrets Manager ARN).
+   */
+  signingSecret: string | undefined;
+}
+
+/** `notifications.eventbridge`, this registry's own: events to an Amazon EventBridge bus. */
+export interface EventBridgeConfig {
+  /** `eventbus`: the bus's name or ARN. */
+  eventBus: string;
+  /** `source` (default `registry`): every entry's Source. */
+  source: string;
+  /** `region`: the bus's region (default: the SDK's, from AWS_REGION). */
+  region: string | undefined;
+  /** `endpoint`: another EventBridge endpoint URL (a VPC endpoint, or a local one for tests). */
+  endpoint: string | undefined;
+  /** `ignore.mediatypes`, `ignore.actions`: as an endpoint's. */
+  ignore: { mediaTypes: string[]; actions: string[] };
 }
 
 export interface RegistryConfig {
@@ -141,6 +161,11 @@ export interface RegistryConfig {
     /** `http.headers`: added to every response. */
     headers: Record<string, string[]>;
     tls: TlsConfig | undefined;
+    /**
+     * `http.debug`: a second listener, for operators only, serving /debug/health and (with
+     * prometheus.enabled) Prometheus metrics at prometheus.path (default /metrics). Off unless addr is set.
+     */
+    debug: { addr: string; prometheus: { enabled: boolean; path: string } } | undefined;
   };
   storage: {
     driver: StorageDriverConfig;
@@ -166,7 +191,18 @@ export interface RegistryConfig {
     /** `notifications.events.includereferences` */
     events: { includeReferences: boolean };
     endpoints: NotificationEndpoint[];
+    eventBridge: EventBridgeConfig | undefined;
   };
+  /**
+   * `health.storagedriver`: a background check that storage (and the metadata store) answers,
+   * every interval; after threshold failures in a row, /debug/health reports it (distribution's).
+   */
+  health: { storageDriver: { enabled: boolean; intervalMs: number; threshold: number } };
+  /**
+   * `metrics.namespace`, this registry's own: the CloudWatch namespace of the metrics the Lambda
+   * function writes in embedded metric format (default `Registry`).
+   */
+  metrics: { namespace: string };
   /** `catalog.maxentries` (default 1000). */
   catalog: { maxEntries: number };
   /**
@@ -199,6 +235,8 @@ export interface LoadedConfig {
 
 const strings = () => list(str());
 const headers = () => map(list(str()));
+const ignore = () =>
+  object({ mediaTypes: field('mediatypes', strings()), actions: field('actions', strings()) });
 const absoluteUrl = (v: string) =>
   URL.canParse(v) ? undefined : `expected an absolute URL, got ${JSON.stringify(v)}`;
 
@@ -242,8 +280,18 @@ const schema = object(
               { unsupported: { ciphersuites: 'TLS cipher suites', letsencrypt: "Let's Encrypt" } },
             ),
           ),
+          debug: field(
+            'debug',
+            optObject({
+              addr: field('addr', str()),
+              prometheus: field(
+                'prometheus',
+                object({ enabled: field('enabled', bool()), path: field('path', str('/metrics')) }),
+              ),
+            }),
+          ),
         },
-        { unsupported: { debug: 'debug server', http2: 'HTTP/2 settings' } },
+        { unsupported: { http2: 'HTTP/2 settings' } },
       ),
     ),
     storage: field(
@@ -382,15 +430,40 @@ const schema = object(
               threshold: field('threshold', int(0)),
               backoffMs: field('backoff', duration(0)),
               ignoredMediaTypes: field('ignoredmediatypes', strings()),
-              ignore: field(
-                'ignore',
-                object({ mediaTypes: field('mediatypes', strings()), actions: field('actions', strings()) }),
-              ),
+              ignore: field('ignore', ignore()),
+              signingSecret: field('signingsecret', optStr()),
             }),
           ),
         ),
+        eventBridge: field(
+          'eventbridge',
+          optObject({
+            eventBus: field('eventbus', str()),
+            source: field('source', str(DEFAULT_EVENT_SOURCE)),
+            region: field('region', optStr()),
+            endpoint: field('endpoint', optStr(absoluteUrl)),
+            ignore: field('ignore', ignore()),
+          }),
+        ),
       }),
     ),
+    health: field(
+      'health',
+      object(
+        {
+          storageDriver: field(
+            'storagedriver',
+            object({
+              enabled: field('enabled', bool()),
+              intervalMs: field('interval', duration(10_000)),
+              threshold: field('threshold', int(1, 1)),
+            }),
+          ),
+        },
+        { unsupported: { file: 'file health checks', http: 'HTTP health checks', tcp: 'TCP health checks' } },
+      ),
+    ),
+    metrics: field('metrics', object({ namespace: field('namespace', str('Registry')) })),
     catalog: field('catalog', object({ maxEntries: field('maxentries', int(0)) })),
     uploads: field(
       'uploads',
@@ -408,7 +481,6 @@ const schema = object(
       redis: 'redis',
       validation: 'manifest validation',
       compatibility: 'schema1 compatibility',
-      health: 'health checks',
       middleware: 'middleware',
       reporting: 'error reporting',
       policy: 'repository policy',
@@ -489,7 +561,7 @@ function resolveConfig(d: Decoded, ctx: Context): RegistryConfig {
       accessLog: d.log.accessLog,
       fields: d.log.fields,
     },
-    http: { ...d.http, tls: resolveTls(d.http.tls, ctx) },
+    http: { ...d.http, tls: resolveTls(d.http.tls, ctx), debug: resolveDebug(d.http.debug, ctx) },
     storage: {
       driver,
       delete: d.storage.delete,
@@ -499,16 +571,9 @@ function resolveConfig(d: Decoded, ctx: Context): RegistryConfig {
     metadata: d.metadata.dynamodb ? { type: 'dynamodb', ...d.metadata.dynamodb } : { type: 'storage' },
     auth: resolveAuth(d.auth, ctx),
     access: resolveAccess(d.access, ctx),
-    notifications: {
-      events: d.notifications.events,
-      // distribution's notification defaults apply to unset (zero) values.
-      endpoints: d.notifications.endpoints.map((e) => ({
-        ...e,
-        timeoutMs: e.timeoutMs || 1000,
-        threshold: e.threshold || 10,
-        backoffMs: e.backoffMs || 1000,
-      })),
-    },
+    notifications: resolveNotifications(d.notifications, ctx),
+    health: d.health,
+    metrics: d.metrics,
     catalog: { maxEntries: d.catalog.maxEntries > 0 ? d.catalog.maxEntries : 1000 },
     uploads: resolveUploads(d, ctx),
   };
@@ -536,6 +601,67 @@ function resolveUploads(d: Decoded, ctx: Context): RegistryConfig['uploads'] {
     throw configError(ctx, 'uploads.urlexpiry: at least 1m, so that a client can start its upload');
   }
   return uploads;
+}
+
+function resolveNotifications(
+  notifications: Decoded['notifications'],
+  ctx: Context,
+): RegistryConfig['notifications'] {
+  const checkActions = (key: string, actions: readonly string[]) => {
+    const unknown = actions.filter((action) => !(EVENT_ACTIONS as readonly string[]).includes(action));
+    if (unknown.length > 0) {
+      throw configError(ctx, `${key}: unknown action ${unknown.join(', ')}; use ${EVENT_ACTIONS.join(', ')}`);
+    }
+  };
+  const endpoints = notifications.endpoints.map((e, i) => {
+    const key = `notifications.endpoints[${i}]`;
+    if (!/^https?:\/\//.test(e.url)) {
+      throw configError(ctx, `${key}.url: expected an http(s) URL, got ${JSON.stringify(e.url)}`);
+    }
+    checkActions(`${key}.ignore.actions`, e.ignore.actions);
+    // distribution's defaults apply to unset (zero) values.
+    return {
+      ...e,
+      timeoutMs: e.timeoutMs || 1000,
+      threshold: e.threshold || 10,
+      backoffMs: e.backoffMs || 1000,
+    };
+  });
+  const names = endpoints.map((e) => e.name);
+  const repeated = names.find((name, i) => names.indexOf(name) !== i);
+  if (repeated !== undefined) {
+    throw configError(ctx, `notifications.endpoints: the name ${JSON.stringify(repeated)} is used twice`);
+  }
+  const eventBridge = notifications.eventBridge;
+  if (eventBridge !== undefined) {
+    if (eventBridge.eventBus === '') {
+      throw configError(ctx, 'notifications.eventbridge.eventbus: the event bus (name or ARN) is required');
+    }
+    if (eventBridge.source === '' || eventBridge.source.startsWith('aws.')) {
+      throw configError(ctx, 'notifications.eventbridge.source: must be set and not start with "aws."');
+    }
+    checkActions('notifications.eventbridge.ignore.actions', eventBridge.ignore.actions);
+  }
+  return { events: notifications.events, endpoints, eventBridge };
+}
+
+function resolveDebug(debug: Decoded['http']['debug'], ctx: Context): RegistryConfig['http']['debug'] {
+  if (debug === undefined || debug.addr === '') {
+    if (debug?.prometheus.enabled) {
+      throw configError(
+        ctx,
+        'http.debug.prometheus: metrics are served on the debug listener; set http.debug.addr',
+      );
+    }
+    return undefined;
+  }
+  if (!debug.prometheus.path.startsWith('/')) {
+    throw configError(
+      ctx,
+      `http.debug.prometheus.path: expected a path, got ${JSON.stringify(debug.prometheus.path)}`,
+    );
+  }
+  return debug;
 }
 
 function resolveTls(tls: Decoded['http']['tls'], ctx: Context): TlsConfig | undefined {

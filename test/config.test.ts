@@ -88,10 +88,10 @@ describe('loadConfig without a file', () => {
 describe('loadConfig with a distribution config file', () => {
   it('loads the registry:2 example config with only "not supported yet" warnings', async () => {
     const { config, warnings } = await load(registry2Config);
-    expect(warnings.length).toBe(2);
+    expect(warnings.length).toBe(1);
     for (const warning of warnings) expect(warning).toMatch(notSupportedYet);
     expect(warnings.join('\n')).toContain('storage.cache');
-    expect(warnings.join('\n')).toContain('health');
+    expect(config.health.storageDriver).toEqual({ enabled: true, intervalMs: 10_000, threshold: 3 });
     expect(config.http.addr).toBe(':5000');
     expect(config.http.headers).toEqual({ 'X-Content-Type-Options': ['nosniff'] });
     expect(config.log.fields).toEqual({ service: 'registry' });
@@ -112,6 +112,10 @@ describe('loadConfig with a distribution config file', () => {
     expect(config.log.level).toBe('info');
     expect(config.catalog.maxEntries).toBe(1000);
     expect(config.notifications.endpoints).toEqual([]);
+    expect(config.notifications.eventBridge).toBeUndefined();
+    expect(config.http.debug).toBeUndefined();
+    expect(config.health.storageDriver).toEqual({ enabled: false, intervalMs: 10_000, threshold: 1 });
+    expect(config.metrics.namespace).toBe('Registry');
   });
 
   it('defaults the filesystem root directory to /var/lib/registry', async () => {
@@ -155,8 +159,70 @@ notifications:
         backoffMs: 1000,
         ignoredMediaTypes: [],
         ignore: { mediaTypes: [], actions: ['pull'] },
+        signingSecret: undefined,
       },
     ]);
+  });
+
+  it('parses the debug listener, health checks, EventBridge and webhook signing', async () => {
+    const { config, warnings } = await load(`version: 0.1
+storage: {inmemory: {}}
+http:
+  debug: {addr: '127.0.0.1:5001', prometheus: {enabled: true}}
+health:
+  storagedriver: {enabled: true, interval: 30s, threshold: 3}
+notifications:
+  events: {includereferences: true}
+  eventbridge:
+    eventbus: arn:aws:events:eu-west-1:123456789012:event-bus/registry
+    ignore: {actions: [pull]}
+  endpoints:
+    - {name: ci, url: 'https://ci.example.com/hook', signingsecret: whsec_c2VjcmV0}
+metrics: {namespace: Registry/prod}
+`);
+    expect(warnings).toEqual([]);
+    expect(config.http.debug).toEqual({
+      addr: '127.0.0.1:5001',
+      prometheus: { enabled: true, path: '/metrics' },
+    });
+    expect(config.health.storageDriver).toEqual({ enabled: true, intervalMs: 30_000, threshold: 3 });
+    expect(config.notifications.events.includeReferences).toBe(true);
+    expect(config.notifications.eventBridge).toEqual({
+      eventBus: 'arn:aws:events:eu-west-1:123456789012:event-bus/registry',
+      source: 'registry',
+      region: undefined,
+      endpoint: undefined,
+      ignore: { mediaTypes: [], actions: ['pull'] },
+    });
+    expect(config.notifications.endpoints[0]?.signingSecret).toBe('whsec_c2VjcmV0');
+    expect(config.metrics.namespace).toBe('Registry/prod');
+  });
+
+  it('refuses notification and debug settings that cannot work, naming the key', async () => {
+    const bad = (yaml: string) => load(`version: 0.1\nstorage: {inmemory: {}}\n${yaml}`);
+    await expect(bad('notifications: {endpoints: [{name: a, url: ftp://x}]}\n')).rejects.toThrow(
+      'notifications.endpoints[0].url: expected an http(s) URL, got "ftp://x"',
+    );
+    await expect(
+      bad('notifications: {endpoints: [{name: a, url: http://x, ignore: {actions: [pul]}}]}\n'),
+    ).rejects.toThrow(
+      'notifications.endpoints[0].ignore.actions: unknown action pul; use push, pull, mount, delete',
+    );
+    await expect(
+      bad('notifications: {endpoints: [{name: a, url: http://x}, {name: a, url: http://y}]}\n'),
+    ).rejects.toThrow('notifications.endpoints: the name "a" is used twice');
+    await expect(bad('notifications: {eventbridge: {source: x}}\n')).rejects.toThrow(
+      'notifications.eventbridge.eventbus: the event bus (name or ARN) is required',
+    );
+    await expect(bad('notifications: {eventbridge: {eventbus: b, source: aws.ecr}}\n')).rejects.toThrow(
+      'notifications.eventbridge.source: must be set and not start with "aws."',
+    );
+    await expect(bad('http: {debug: {prometheus: {enabled: true}}}\n')).rejects.toThrow(
+      'http.debug.prometheus: metrics are served on the debug listener; set http.debug.addr',
+    );
+    await expect(bad('http: {debug: {addr: ":5001", prometheus: {path: metrics}}}\n')).rejects.toThrow(
+      'http.debug.prometheus.path: expected a path, got "metrics"',
+    );
   });
 
   it('keeps s3 parameters raw', async () => {
@@ -314,7 +380,8 @@ describe('loadConfig validation', () => {
   it('accepts known but unsupported distribution features with a warning', async () => {
     const { warnings } = await load(`${minimal}proxy: {remoteurl: https://registry-1.docker.io}
 redis: {addr: localhost:6379}
-http: {http2: {disabled: true}, debug: {addr: :5001}}
+http: {http2: {disabled: true}}
+health: {file: [{file: /tmp/down}]}
 middleware: {registry: []}
 auth: {silly: {realm: r, service: s}}
 `);
@@ -322,7 +389,7 @@ auth: {silly: {realm: r, service: s}}
       'proxy',
       'redis',
       'http.http2',
-      'http.debug',
+      'health.file',
       'middleware',
       'auth.silly',
     ]);
@@ -525,6 +592,19 @@ describe('loadConfig auth and access sections', () => {
     await expect(composeRegistry(config, silentLogger)).rejects.toThrow(
       new ConfigError('access: access rules need authentication; configure auth too'),
     );
+  });
+});
+
+describe('composing notifications', () => {
+  it('refuses webhooks where the process may freeze between requests (Lambda)', async () => {
+    const { config } = await load(
+      'version: 0.1\nstorage: {inmemory: {}}\nnotifications: {endpoints: [{name: ci, url: http://ci/hook}]}\n',
+    );
+    await expect(composeRegistry(config, silentLogger, {}, { deliverInBackground: false })).rejects.toThrow(
+      /notifications.endpoints: webhooks need a process that runs between requests; on AWS, send events to EventBridge/,
+    );
+    const composed = await composeRegistry(config, silentLogger);
+    await composed.events.close(0);
   });
 });
 

@@ -22,12 +22,25 @@ export function repositoryScope(name: string, ...actions: string[]): Scope {
   return { type: 'repository', name, actions };
 }
 
-/** Who sent a request: its network peer, as the runtime adapter knows it, and the user it signed in as. */
+/**
+ * One request as the runtime adapter and the registry share it: who sent it (the adapter fills that
+ * in) and what it was (the registry fills that in), for the access log, metrics and events.
+ */
 export interface ClientInfo {
   /** The client's IP address (the socket's peer, or API Gateway's sourceIp). */
   address?: string | undefined;
-  /** Set by the registry once the request is authenticated, for the adapter's access log. */
+  /** The adapter's id for the request (X-Request-Id, or Lambda's request id). */
+  requestId?: string | undefined;
+  /** Set by the registry once the request is authenticated. */
   user?: string | undefined;
+  /**
+   * Set by the registry: the API route, in distribution's handler names (base, catalog, tags,
+   * manifest, blob, blob_upload, blob_upload_chunk, referrers), and the repository it names.
+   */
+  route?: string | undefined;
+  repository?: string | undefined;
+  /** Set by the registry: bytes of the blobs this request finished uploading (upload sizes). */
+  blobBytesPushed?: number | undefined;
 }
 
 /** The outcome of authorization: who made the request, and what else they may do. */

@@ -10,6 +10,8 @@ import {
 } from '../auth/access.js';
 import type { MetadataStore } from '../metadata/store.js';
 import { errorFields, type Logger, silentLogger } from '../log.js';
+import { Journal } from '../notifications/journal.js';
+import type { Notifier, RoutedRequest } from '../notifications/notifier.js';
 import {
   InvalidOffsetError,
   InvalidPathError,
@@ -52,6 +54,8 @@ interface Method {
 }
 
 interface Route {
+  /** distribution's name for the route (its metrics' handler label). */
+  name: string;
   pattern: RegExp;
   methods: Partial<Record<string, Method>>;
 }
@@ -69,6 +73,7 @@ const remove = (handle: Handler): Method => ({
 });
 
 const VERSION_ROUTE: Route = {
+  name: 'base',
   pattern: /^\/v2\/?$/,
   methods: {
     GET: { scopes: () => [], handle: apiVersion },
@@ -77,6 +82,7 @@ const VERSION_ROUTE: Route = {
 };
 
 const UPLOAD_SESSION_ROUTE: Route = {
+  name: 'blob_upload_chunk',
   pattern: /^\/v2\/(?<name>.+)\/blobs\/uploads\/(?<uuid>[^/]+)$/,
   methods: {
     GET: push((ctx, _req, _url, p) => uploadStatus(ctx, name(p), p.uuid ?? '')),
@@ -90,16 +96,19 @@ const UPLOAD_SESSION_ROUTE: Route = {
 const ROUTES: Route[] = [
   VERSION_ROUTE,
   {
+    name: 'catalog',
     pattern: /^\/v2\/_catalog$/,
     methods: {
       GET: { scopes: () => [CATALOG_SCOPE], handle: (ctx, _req, url) => listRepositories(ctx, url) },
     },
   },
   {
+    name: 'tags',
     pattern: /^\/v2\/(?<name>.+)\/tags\/list$/,
     methods: { GET: pull((ctx, _req, url, p) => listTags(ctx, name(p), url)) },
   },
   {
+    name: 'manifest',
     pattern: /^\/v2\/(?<name>.+)\/manifests\/(?<reference>[^/]+)$/,
     methods: {
       GET: pull((ctx, _req, _url, p) => getManifest(ctx, name(p), p.reference ?? '')),
@@ -109,11 +118,13 @@ const ROUTES: Route[] = [
     },
   },
   {
+    name: 'blob_upload',
     pattern: /^\/v2\/(?<name>.+)\/blobs\/uploads\/?$/,
     methods: { POST: push((ctx, req, url, p, access) => startUpload(ctx, req, name(p), url, access)) },
   },
   UPLOAD_SESSION_ROUTE,
   {
+    name: 'blob',
     pattern: /^\/v2\/(?<name>.+)\/blobs\/(?<digest>[^/]+)$/,
     methods: {
       GET: pull((ctx, req, _url, p) => getBlob(ctx, req, name(p), p.digest ?? '')),
@@ -122,6 +133,7 @@ const ROUTES: Route[] = [
     },
   },
   {
+    name: 'referrers',
     pattern: /^\/v2\/(?<name>.+)\/referrers\/(?<digest>[^/]+)$/,
     methods: { GET: pull((ctx, _req, url, p) => listReferrers(ctx, name(p), p.digest ?? '', url)) },
   },
@@ -138,6 +150,8 @@ export interface RegistryDependencies {
   authorizer?: Authorizer;
   /** Signed upload URLs for the upload edge and the upload service (see upload-urls.ts). */
   uploads?: UploadRouting;
+  /** Where events about what requests did go; without one, none are made. */
+  notifier?: Notifier;
 }
 
 /**
@@ -147,9 +161,11 @@ export interface RegistryDependencies {
 export class Registry {
   private readonly ctx: Context;
   private readonly authorizer: Authorizer;
+  private readonly notifier: Notifier | undefined;
 
   constructor(deps: RegistryDependencies) {
     this.authorizer = deps.authorizer ?? OPEN_ACCESS;
+    this.notifier = deps.notifier;
     this.ctx = {
       blobs: new BlobStore(deps.storage),
       metadata: deps.metadata,
@@ -160,13 +176,30 @@ export class Registry {
     };
   }
 
+  /**
+   * Serves one request. The request's handler works on stores decorated with a Journal, which
+   * records what it committed and read: the request's events (and the upload sizes the adapter
+   * measures) come from that record once the handler is done, so no handler reports anything.
+   */
   async handle(request: Request, client: ClientInfo = {}): Promise<Response> {
+    const journal = new Journal();
+    const ctx: Context = {
+      ...this.ctx,
+      metadata: journal.metadata(this.ctx.metadata),
+      blobs: journal.blobs(this.ctx.blobs),
+    };
+    const routed: RoutedRequest = { route: 'unknown', repository: undefined, reference: undefined };
     let response: Response;
     try {
-      response = await this.route(request, client);
+      response = await this.route(ctx, request, client, routed);
     } catch (error) {
       response = errorResponse(this.toRegistryError(error, request));
     }
+    client.route = routed.route;
+    client.repository = routed.repository;
+    const pushed = journal.blobBytesPushed();
+    if (pushed > 0) client.blobBytesPushed = pushed;
+    await this.notifier?.notify(journal, request, response, client, routed);
     response.headers.set('Docker-Distribution-API-Version', 'registry/2.0');
     if (request.method === 'HEAD' && response.body) {
       // A HEAD answer has the GET's headers and no content, whatever produced it.
@@ -176,13 +209,21 @@ export class Registry {
     return response;
   }
 
-  private async route(request: Request, client: ClientInfo): Promise<Response> {
+  private async route(
+    ctx: Context,
+    request: Request,
+    client: ClientInfo,
+    routed: RoutedRequest,
+  ): Promise<Response> {
     const url = new URL(request.url);
-    const only = this.ctx.uploads?.only === true;
+    const only = ctx.uploads?.only === true;
     for (const route of only ? [VERSION_ROUTE, UPLOAD_SESSION_ROUTE] : ROUTES) {
       const match = route.pattern.exec(url.pathname);
       if (!match) continue;
       const params = decodeParams(match.groups ?? {});
+      routed.route = route.name;
+      routed.repository = params.name;
+      routed.reference = params.reference;
       const method = route.methods[request.method];
       if (!method) {
         throw new RegistryError('UNSUPPORTED', `${request.method} is not supported on ${url.pathname}`, {
@@ -194,13 +235,13 @@ export class Registry {
         ? this.uploadUrlAccess(url, params)
         : await this.authorizer.authorize(request, client, method.scopes(params));
       client.user = access.user;
-      if (this.ctx.options.readOnly && !READS.has(request.method)) {
+      if (ctx.options.readOnly && !READS.has(request.method)) {
         throw new RegistryError(
           'UNSUPPORTED',
           'the registry is in read-only mode for maintenance: pulls only',
         );
       }
-      return method.handle(this.ctx, request, url, params, access);
+      return method.handle(ctx, request, url, params, access);
     }
     throw new RegistryError(
       'UNSUPPORTED',
