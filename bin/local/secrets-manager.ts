@@ -4,21 +4,27 @@
  * registry and its tooling call: CreateSecret, GetSecretValue, PutSecretValue and DescribeSecret.
  *
  * Like AWS, it authenticates every request before anything else: the SigV4 signature is computed again
- * (@smithy/signature-v4, the SDK's own signer) with the one set of credentials it was started with, and
- * a request that does not match is refused with AWS's error (`400`, `{"__type": ..., "message": ...}`):
- * an unknown access key is UnrecognizedClientException, a wrong secret key, a tampered body or a stale
- * date InvalidSignatureException. An unknown secret is ResourceNotFoundException. Secrets live in memory;
- * nothing is logged, so no secret value leaves the process but through GetSecretValue.
+ * (aws-json.ts, with @smithy/signature-v4, the SDK's own signer) with the one set of credentials it was
+ * started with, and a request that does not match is refused with AWS's error
+ * (`400`, `{"__type": ..., "message": ...}`): an unknown access key is UnrecognizedClientException, a
+ * wrong secret key, a tampered body or a stale date InvalidSignatureException. An unknown secret is
+ * ResourceNotFoundException. Secrets live in memory; nothing is logged, so no secret value leaves the
+ * process but through GetSecretValue.
  */
-import { createHash, createHmac, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { SignatureV4 } from '@smithy/signature-v4';
+import {
+  authenticate,
+  AwsError,
+  header,
+  type LocalCredentials,
+  readBody,
+  respond,
+  respondWithError,
+} from './aws-json.js';
 import { listenOnLoopback } from './free-port.js';
 
-export interface LocalCredentials {
-  accessKeyId: string;
-  secretAccessKey: string;
-}
+export type { LocalCredentials };
 
 export interface SecretsManagerOptions {
   /** The only credentials requests may be signed with. */
@@ -45,8 +51,6 @@ const TARGET_PREFIX = 'secretsmanager.';
 /** Secrets Manager's limit on a secret value. */
 const MAX_SECRET_BYTES = 65_536;
 const MAX_REQUEST_BYTES = 1024 * 1024;
-/** How far a request's date may be from this clock, as AWS allows. */
-const MAX_SKEW_MS = 15 * 60_000;
 
 interface SecretVersion {
   id: string;
@@ -62,17 +66,6 @@ interface StoredSecret {
   changed: Date;
   /** Oldest first; the last is AWSCURRENT, the one before it AWSPREVIOUS. */
   versions: SecretVersion[];
-}
-
-/** An AWS error: its `__type` and message, with the status AWS answers it with. */
-class AwsError extends Error {
-  constructor(
-    readonly type: string,
-    message: string,
-    readonly status = 400,
-  ) {
-    super(message);
-  }
 }
 
 const notFound = () =>
@@ -177,14 +170,13 @@ export async function startSecretsManager(options: SecretsManagerOptions): Promi
   const server = createServer((req, res) => {
     requestCount += 1;
     void serve(req, res).catch((error: unknown) => {
-      const failure =
-        error instanceof AwsError ? error : new AwsError('InternalServiceError', String(error), 500);
-      respond(res, failure.status, { __type: failure.type, message: failure.message });
+      respondWithError(res, error, 'InternalServiceError');
     });
   });
 
   async function serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const body = await readBody(req);
+    const body = await readBody(req, MAX_REQUEST_BYTES);
+    if (body === undefined) throw invalidParameter('The request is too large.');
     if (req.method !== 'POST' || (req.url ?? '/').split('?')[0] !== '/') {
       throw new AwsError(
         'UnknownOperationException',
@@ -192,7 +184,7 @@ export async function startSecretsManager(options: SecretsManagerOptions): Promi
         404,
       );
     }
-    await authenticate(req, body, options.credentials, region);
+    await authenticate(req, body, { service: SERVICE, region, credentials: options.credentials });
     const target = header(req, 'x-amz-target') ?? '';
     const operation = target.startsWith(TARGET_PREFIX)
       ? operations[target.slice(TARGET_PREFIX.length)]
@@ -274,194 +266,6 @@ function stagesOf(secret: StoredSecret, version: SecretVersion): string[] {
   if (version === secret.versions.at(-1)) return ['AWSCURRENT'];
   if (version === secret.versions.at(-2)) return ['AWSPREVIOUS'];
   return [];
-}
-
-// ---- SigV4 ----------------------------------------------------------------------------------------
-
-const AUTHORIZATION =
-  /^AWS4-HMAC-SHA256 Credential=([^/,\s]+)\/(\d{8})\/([^/]+)\/([^/]+)\/aws4_request,\s*SignedHeaders=([a-z0-9;_.-]+),\s*Signature=([0-9a-f]{64})$/;
-
-/** Checks the request's SigV4 signature as AWS does; throws AWS's error when it is not valid. */
-async function authenticate(
-  req: IncomingMessage,
-  body: Buffer,
-  credentials: LocalCredentials,
-  region: string,
-): Promise<void> {
-  const authorization = header(req, 'authorization');
-  if (authorization === undefined) {
-    throw new AwsError('MissingAuthenticationTokenException', 'Missing Authentication Token');
-  }
-  const match = AUTHORIZATION.exec(authorization.trim());
-  if (!match) {
-    throw new AwsError(
-      'IncompleteSignatureException',
-      'Authorization header requires Credential, SignedHeaders and Signature, signed with AWS4-HMAC-SHA256.',
-    );
-  }
-  const [, accessKeyId = '', day = '', scopeRegion = '', service = '', signedList = '', signature = ''] =
-    match;
-  if (accessKeyId !== credentials.accessKeyId) {
-    throw new AwsError(
-      'UnrecognizedClientException',
-      'The security token included in the request is invalid.',
-    );
-  }
-  if (service !== SERVICE) {
-    throw new AwsError(
-      'InvalidSignatureException',
-      `Credential should be scoped to correct service: '${SERVICE}'.`,
-    );
-  }
-  if (scopeRegion !== region) {
-    throw new AwsError(
-      'InvalidSignatureException',
-      `Credential should be scoped to a valid region, not '${scopeRegion}'.`,
-    );
-  }
-  const amzDate = header(req, 'x-amz-date') ?? '';
-  const signingDate = parseAmzDate(amzDate);
-  if (signingDate === undefined || !amzDate.startsWith(day)) {
-    throw new AwsError(
-      'IncompleteSignatureException',
-      'The request must carry an X-Amz-Date matching its credential scope.',
-    );
-  }
-  if (Math.abs(Date.now() - signingDate.getTime()) > MAX_SKEW_MS) {
-    throw new AwsError(
-      'InvalidSignatureException',
-      `Signature expired: ${amzDate} is now earlier or later than 15 minutes from now.`,
-    );
-  }
-  const signed = signedList.split(';');
-  if (!signed.includes('host')) {
-    throw new AwsError('InvalidSignatureException', "'Host' must be a signed header.");
-  }
-  const bodyHash = createHash('sha256').update(body).digest('hex');
-  const claimedHash = header(req, 'x-amz-content-sha256');
-  if (claimedHash !== undefined && claimedHash !== bodyHash) {
-    throw signatureMismatch();
-  }
-
-  // Sign the same request again, with the headers it says it signed and the body it carried.
-  const headers: Record<string, string> = {};
-  for (const name of signed) {
-    const value = header(req, name);
-    if (value === undefined) throw signatureMismatch();
-    headers[name] = value;
-  }
-  const url = new URL(req.url ?? '/', 'http://local');
-  const query: Record<string, string | string[]> = {};
-  for (const key of new Set(url.searchParams.keys())) {
-    const values = url.searchParams.getAll(key);
-    query[key] = values.length === 1 ? (values[0] ?? '') : values;
-  }
-  const signer = new SignatureV4({
-    credentials,
-    region,
-    service: SERVICE,
-    sha256: Sha256,
-    applyChecksum: false,
-  });
-  const expected = await signer.sign(
-    {
-      method: req.method ?? 'POST',
-      protocol: 'http:',
-      hostname: 'local',
-      path: url.pathname,
-      query,
-      headers,
-      body,
-    },
-    { signingDate, signableHeaders: new Set(signed) },
-  );
-  const expectedMatch = AUTHORIZATION.exec(String(expected.headers.authorization));
-  const expectedSignature = Buffer.from(expectedMatch?.[6] ?? '', 'utf8');
-  const given = Buffer.from(signature, 'utf8');
-  if (
-    expectedMatch?.[5] !== signedList ||
-    expectedSignature.length !== given.length ||
-    !timingSafeEqual(expectedSignature, given)
-  ) {
-    throw signatureMismatch();
-  }
-}
-
-const signatureMismatch = () =>
-  new AwsError(
-    'InvalidSignatureException',
-    'The request signature we calculated does not match the signature you provided. Check your AWS Secret ' +
-      'Access Key and signing method. Consult the service documentation for details.',
-  );
-
-/** `20240102T030405Z` as a Date; undefined when malformed. */
-function parseAmzDate(text: string): Date | undefined {
-  const m = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/.exec(text);
-  if (!m) return undefined;
-  const [, y, mo, d, h, mi, s] = m.map(Number) as [number, number, number, number, number, number, number];
-  const date = new Date(Date.UTC(y, mo - 1, d, h, mi, s));
-  return Number.isNaN(date.getTime()) ? undefined : date;
-}
-
-type SourceData = string | ArrayBuffer | ArrayBufferView;
-
-/** SHA-256 and HMAC-SHA-256 from node:crypto, in the shape the signer asks for. */
-class Sha256 {
-  private hash;
-
-  constructor(private readonly secret?: SourceData) {
-    this.hash = Sha256.create(secret);
-  }
-
-  private static create(secret: SourceData | undefined) {
-    return secret === undefined ? createHash('sha256') : createHmac('sha256', bytes(secret));
-  }
-
-  update(data: SourceData): void {
-    this.hash.update(bytes(data));
-  }
-
-  digest(): Promise<Uint8Array> {
-    return Promise.resolve(new Uint8Array(this.hash.digest()));
-  }
-
-  reset(): void {
-    this.hash = Sha256.create(this.secret);
-  }
-}
-
-function bytes(data: SourceData): Buffer {
-  if (typeof data === 'string') return Buffer.from(data, 'utf8');
-  if (data instanceof ArrayBuffer) return Buffer.from(data);
-  return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-}
-
-// ---- HTTP -----------------------------------------------------------------------------------------
-
-function header(req: IncomingMessage, name: string): string | undefined {
-  const value = req.headers[name];
-  return Array.isArray(value) ? value.join(',') : value;
-}
-
-async function readBody(req: IncomingMessage): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.byteLength;
-    if (size > MAX_REQUEST_BYTES) throw invalidParameter('The request is too large.');
-    parts.push(chunk);
-  }
-  return Buffer.concat(parts);
-}
-
-function respond(res: ServerResponse, status: number, body: Record<string, unknown>): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, {
-    'content-type': 'application/x-amz-json-1.1',
-    'content-length': Buffer.byteLength(text),
-    'x-amzn-requestid': randomUUID(),
-  });
-  res.end(text);
 }
 
 function requiredString(input: Record<string, unknown>, key: string): string {
