@@ -4,13 +4,21 @@
  * registry:2 (a config file from the argument or REGISTRY_CONFIGURATION_PATH, REGISTRY_* overrides).
  */
 import { readFile } from 'node:fs/promises';
-import { createServer as createHttpServer, type Server } from 'node:http';
+import {
+  createServer as createHttpServer,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
 import { createSecureContext, type SecureContextOptions, type TlsOptions } from 'node:tls';
-import { composeRegistry } from '../functions/compose.js';
+import { composeRegistry, type Composition } from '../functions/compose.js';
 import { ConfigError, loadConfig, type RegistryConfig } from '../functions/config.js';
+import { checkHealth, HealthMonitor, healthResponse, healthTargets } from '../functions/health.js';
 import { nodeListener } from '../functions/http/node.js';
 import { errorFields, jsonLogger, type Logger } from '../functions/log.js';
+import { PROMETHEUS_CONTENT_TYPE, PrometheusMetrics } from '../functions/metrics/prometheus.js';
 
 const USAGE = `Usage: registry [serve] [CONFIG.yml]
 
@@ -20,6 +28,8 @@ e.g. REGISTRY_HTTP_ADDR=0.0.0.0:5000 or REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTOR
 
 /** How long a shutdown waits for requests in flight when http.draintimeout is not set. */
 const DEFAULT_DRAIN_MS = 30_000;
+/** How long after the drain timeout the process exits, even if closing the event sinks still hangs. */
+const SHUTDOWN_GRACE_MS = 5_000;
 
 async function main(argv: string[]): Promise<void> {
   const args = argv[0] === 'serve' ? argv.slice(1) : argv;
@@ -42,17 +52,19 @@ async function main(argv: string[]): Promise<void> {
 
   const log = jsonLogger(config.log.level, config.log.fields);
   for (const warning of warnings) log.warn(warning);
-  const { handler } = await composeRegistry(config, log);
+  const metrics = config.http.debug?.prometheus.enabled ? new PrometheusMetrics() : undefined;
+  const composition = await composeRegistry(config, log, {}, { ...(metrics && { metrics }) });
   if (config.auth && !config.http.tls) {
     log.warn(
       'auth is configured without http.tls: passwords and tokens cross the network in clear text unless a ' +
         'TLS proxy in front terminates HTTPS',
     );
   }
-  const listener = nodeListener(handler, {
+  const listener = nodeListener(composition.handler, {
     log,
     accessLog: !config.log.accessLog.disabled,
     headers: config.http.headers,
+    metrics,
   });
   const server = config.http.tls
     ? createHttpsServer(await tlsOptions(config), listener)
@@ -65,7 +77,13 @@ async function main(argv: string[]): Promise<void> {
   // https://docs.aws.amazon.com/elasticloadbalancing/latest/application/edit-load-balancer-attributes.html
   server.keepAliveTimeout = config.uploads.only ? 310_000 : 65_000;
 
-  await listen(server, config);
+  const debug = config.http.debug ? await startDebugServer(config, composition, metrics, log) : undefined;
+  try {
+    await listen(server, 'http.addr', config.http.addr, config.http.net);
+  } catch (error) {
+    await debug?.close();
+    throw error;
+  }
   log.info('registry listening', {
     addr: config.http.addr,
     tls: config.http.tls !== undefined,
@@ -74,7 +92,85 @@ async function main(argv: string[]): Promise<void> {
       ? { rootDirectory: config.storage.driver.rootDirectory }
       : {}),
   });
-  handleShutdown(server, log, config.http.drainTimeoutMs || DEFAULT_DRAIN_MS);
+  handleShutdown(server, log, config.http.drainTimeoutMs || DEFAULT_DRAIN_MS, async (remainingMs) => {
+    // Webhook events still queued go out before the process ends, within what is left of the drain time.
+    await composition.events.close(remainingMs);
+    await debug?.close();
+  });
+}
+
+/** How long an on-demand health check's answer is reused: scrapes and probes need not hit storage each time. */
+const HEALTH_CACHE_MS = 1000;
+
+/**
+ * The debug listener (http.debug.addr), for operators only: GET /debug/health as distribution
+ * answers it, and with http.debug.prometheus.enabled the metrics at its path. Anything else is 404.
+ */
+async function startDebugServer(
+  config: RegistryConfig,
+  composition: Composition,
+  metrics: PrometheusMetrics | undefined,
+  log: Logger,
+): Promise<{ close(): Promise<void> }> {
+  const debug = config.http.debug;
+  if (!debug) throw new Error('unreachable: no http.debug');
+  const targets = healthTargets(config, composition);
+  const { storageDriver } = config.health;
+  const monitor = storageDriver.enabled
+    ? new HealthMonitor(() => checkHealth(targets), storageDriver, log)
+    : undefined;
+  let cached: { at: number; failing: Promise<Record<string, string>> } | undefined;
+  const health = (): Promise<Record<string, string>> => {
+    if (monitor) return Promise.resolve(monitor.status());
+    if (cached === undefined || performance.now() - cached.at > HEALTH_CACHE_MS) {
+      cached = { at: performance.now(), failing: checkHealth(targets) };
+    }
+    return cached.failing;
+  };
+
+  const answer = async (req: IncomingMessage): Promise<Response> => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (req.method === 'GET' && path === '/debug/health') return healthResponse(await health());
+    if (req.method === 'GET' && metrics && path === debug.prometheus.path) {
+      return new Response(metrics.render(), { headers: { 'Content-Type': PROMETHEUS_CONTENT_TYPE } });
+    }
+    return new Response('404 page not found\n', {
+      status: 404,
+      headers: { 'Content-Type': 'text/plain; charset=utf-8' },
+    });
+  };
+  const server = createHttpServer((req: IncomingMessage, res: ServerResponse) => {
+    answer(req)
+      .then(async (response) => {
+        const body = Buffer.from(await response.arrayBuffer());
+        res.writeHead(response.status, {
+          ...Object.fromEntries(response.headers),
+          'content-length': String(body.byteLength),
+        });
+        res.end(body);
+      })
+      .catch((error: unknown) => {
+        log.error('debug request failed', errorFields(error));
+        res.destroy();
+      });
+  });
+  await listen(server, 'http.debug.addr', debug.addr, 'tcp');
+  const { address, port } = server.address() as AddressInfo;
+  log.info('debug listening', {
+    addr: `${address.includes(':') ? `[${address}]` : address}:${port}`,
+    health: '/debug/health',
+    ...(metrics && { prometheus: debug.prometheus.path }),
+  });
+  return {
+    close: () =>
+      new Promise<void>((resolve) => {
+        monitor?.stop();
+        server.close(() => {
+          resolve();
+        });
+        server.closeAllConnections();
+      }),
+  };
 }
 
 /**
@@ -120,39 +216,53 @@ const MIN_VERSION = {
   'tls1.3': 'TLSv1.3',
 } as const;
 
-function listen(server: Server, config: RegistryConfig): Promise<void> {
+/** Listens on addr (the setting named key), a socket path when net is unix. */
+function listen(server: Server, key: string, addr: string, net: string): Promise<void> {
   return new Promise((resolve, reject) => {
     server.once('error', (error: NodeJS.ErrnoException) => {
-      reject(
-        new ConfigError(`http.addr: cannot listen on ${config.http.addr}: ${error.code ?? error.message}`),
-      );
+      reject(new ConfigError(`${key}: cannot listen on ${addr}: ${error.code ?? error.message}`));
     });
-    if (config.http.net === 'unix') {
-      server.listen(config.http.addr, resolve);
+    if (net === 'unix') {
+      server.listen(addr, resolve);
       return;
     }
-    const { host, port } = parseAddress(config.http.addr);
+    const { host, port } = parseAddress(key, addr);
     server.listen(port, host, resolve);
   });
 }
 
 /** "host:port", ":port" (every interface) or "[v6]:port", as Go's net.Listen takes them. */
-function parseAddress(addr: string): { host: string | undefined; port: number } {
+function parseAddress(key: string, addr: string): { host: string | undefined; port: number } {
   const match = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(addr);
   const port = Number(match?.[3]);
   if (!match || port > 65535)
-    throw new ConfigError(`http.addr: expected host:port, got ${JSON.stringify(addr)}`);
+    throw new ConfigError(`${key}: expected host:port, got ${JSON.stringify(addr)}`);
   const host = match[1] ?? match[2];
   return { host: host === '' ? undefined : host, port };
 }
 
-/** On SIGTERM or SIGINT: stop accepting, let requests in flight finish for up to drainMs, then exit. */
-function handleShutdown(server: Server, log: Logger, drainMs: number): void {
+/**
+ * On SIGTERM or SIGINT: stop accepting, let requests in flight finish for up to drainMs, then run
+ * afterClose with what is left of drainMs (at once when the drain times out), then exit.
+ */
+function handleShutdown(
+  server: Server,
+  log: Logger,
+  drainMs: number,
+  afterClose: (remainingMs: number) => Promise<void>,
+): void {
   const stop = (signal: string) => {
+    const deadline = performance.now() + drainMs;
     log.info('shutting down', { signal, drainMs });
     server.close(() => {
-      log.info('stopped');
-      process.exit(0);
+      afterClose(Math.max(0, deadline - performance.now()))
+        .catch((error: unknown) => {
+          log.error('shutdown failed', errorFields(error));
+        })
+        .finally(() => {
+          log.info('stopped');
+          process.exit(0);
+        });
     });
     // Keep-alive connections become idle as their requests finish: close each as soon as it does.
     server.closeIdleConnections();
@@ -162,8 +272,12 @@ function handleShutdown(server: Server, log: Logger, drainMs: number): void {
     setTimeout(() => {
       log.warn('drain timeout: closing connections still open');
       server.closeAllConnections();
-      process.exit(0);
     }, drainMs).unref();
+    // Should anything still hang after the drain, the process ends regardless.
+    setTimeout(() => {
+      log.warn('shutdown timeout: exiting');
+      process.exit(0);
+    }, drainMs + SHUTDOWN_GRACE_MS).unref();
   };
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);

@@ -1,7 +1,8 @@
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
 import type { ClientInfo } from '../auth/access.js';
 import { errorFields, type Logger } from '../log.js';
-import { logRequest } from './access-log.js';
+import type { Metrics } from '../metrics/metrics.js';
+import { loggedPath, logRequest } from './access-log.js';
 import type { RequestHandler } from './handler.js';
 
 export interface LambdaAdapterOptions {
@@ -10,6 +11,8 @@ export interface LambdaAdapterOptions {
   accessLog: boolean;
   /** Headers added to every response (distribution's http.headers). */
   headers?: Record<string, string[]>;
+  /** Told of every request once its result is ready, whether or not the access log is on. */
+  metrics?: Metrics | undefined;
 }
 
 export type LambdaHandler = (
@@ -73,7 +76,7 @@ async function serve(
   const requestId = context.awsRequestId;
   const summary = summarize(event);
   let bytesIn = 0;
-  const client: ClientInfo = { address: summary.remote };
+  const client: ClientInfo = { address: summary.remote, requestId };
   let result: APIGatewayProxyStructuredResultV2 | undefined;
   try {
     let request: Request;
@@ -93,7 +96,7 @@ async function serve(
       options.log.error('response too large for Lambda: blobs must be served by redirect', {
         requestId,
         method: request.method,
-        path: summary.path,
+        path: summary.path === undefined ? undefined : loggedPath(summary.path),
         status: response.status,
         contentType: response.headers.get('content-type') ?? undefined,
         contentLength: declared === null ? body?.byteLength : Number(declared),
@@ -108,18 +111,32 @@ async function serve(
     result = errorResult(500, 'UNKNOWN', `internal error (request ${requestId})`, requestId);
     return result;
   } finally {
+    const durationMs = performance.now() - started;
+    const status = result?.statusCode ?? 500;
+    const bytesOut = result ? bodyBytes(result) : 0;
+    options.metrics?.request({
+      route: client.route ?? 'unknown',
+      method: summary.method ?? 'unknown',
+      status,
+      bytesIn,
+      bytesOut,
+      durationMs,
+      blobBytesPushed: client.blobBytesPushed,
+    });
     if (options.accessLog) {
       logRequest(options.log, {
         requestId,
         method: summary.method,
         path: summary.path,
-        status: result?.statusCode ?? 500,
+        status,
         bytesIn,
-        bytesOut: result ? bodyBytes(result) : 0,
-        started,
+        bytesOut,
+        durationMs,
         remote: summary.remote,
         userAgent: summary.userAgent,
         user: client.user,
+        route: client.route,
+        repository: client.repository,
       });
     }
   }

@@ -5,6 +5,7 @@ import { TLSSocket } from 'node:tls';
 import { pipeline } from 'node:stream/promises';
 import type { ClientInfo } from '../auth/access.js';
 import { errorFields, type Logger } from '../log.js';
+import type { Metrics } from '../metrics/metrics.js';
 import { logRequest } from './access-log.js';
 import type { RequestHandler } from './handler.js';
 
@@ -14,6 +15,8 @@ export interface NodeAdapterOptions {
   accessLog: boolean;
   /** Headers added to every response (distribution's http.headers). */
   headers?: Record<string, string[]>;
+  /** Told of every request once its response is done, whether or not the access log is on. */
+  metrics?: Metrics | undefined;
 }
 
 /**
@@ -37,7 +40,7 @@ async function serve(
   const started = performance.now();
   const requestId = headerValue(req.headers['x-request-id']) ?? randomUUID();
   const counter = { bytesIn: 0 };
-  const client: ClientInfo = { address: req.socket.remoteAddress };
+  const client: ClientInfo = { address: req.socket.remoteAddress, requestId };
   let status = 500;
   try {
     let request: Request;
@@ -71,6 +74,20 @@ async function serve(
       res.destroy();
     }
   } finally {
+    const durationMs = performance.now() - started;
+    const contentLength = res.getHeader('content-length');
+    // A HEAD answer announces the GET's length and sends nothing; a length not announced is not known.
+    const bytesOut =
+      req.method === 'HEAD' ? 0 : contentLength === undefined ? undefined : Number(contentLength);
+    options.metrics?.request({
+      route: client.route ?? 'unknown',
+      method: req.method ?? 'unknown',
+      status,
+      bytesIn: counter.bytesIn,
+      bytesOut: bytesOut ?? 0,
+      durationMs,
+      blobBytesPushed: client.blobBytesPushed,
+    });
     if (options.accessLog) {
       logRequest(options.log, {
         requestId,
@@ -78,12 +95,13 @@ async function serve(
         path: req.url,
         status,
         bytesIn: counter.bytesIn,
-        bytesOut:
-          res.getHeader('content-length') === undefined ? undefined : Number(res.getHeader('content-length')),
-        started,
+        bytesOut,
+        durationMs,
         remote: req.socket.remoteAddress,
         userAgent: req.headers['user-agent'],
         user: client.user,
+        route: client.route,
+        repository: client.repository,
         completed: res.writableFinished,
       });
     }

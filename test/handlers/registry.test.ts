@@ -7,9 +7,10 @@ import { readFileSync } from 'node:fs';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { APIGatewayProxyEventV2 } from 'aws-lambda';
+import type { APIGatewayProxyEventV2, ScheduledEvent } from 'aws-lambda';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { lambdaContext } from '../../bin/local/api-gateway.js';
+import { type EmfLine, parseEmf } from '../support/emf.js';
 
 // The real composition, watched: how many times the handler builds a registry, and with what.
 vi.mock('../../functions/compose.js', async (importOriginal) => {
@@ -40,10 +41,24 @@ function apiEvent(method: string, target: string, body?: Uint8Array): APIGateway
   return event;
 }
 
+/** What an EventBridge rule with a schedule sends by default (its input left as the matched event). */
+const SCHEDULED_EVENT: ScheduledEvent = {
+  version: '0',
+  id: '53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa',
+  'detail-type': 'Scheduled Event',
+  source: 'aws.events',
+  account: '123456789012',
+  time: '2025-10-08T16:53:06Z',
+  region: 'us-east-1',
+  resources: ['arn:aws:events:us-east-1:123456789012:rule/registry-health'],
+  detail: {},
+};
+
 describe('Lambda handler', () => {
   const saved = { ...process.env };
   let root: string;
   let logLines: Record<string, unknown>[];
+  let emfLines: EmfLine[];
 
   beforeEach(async () => {
     root = await mkdtemp(join(tmpdir(), 'registry-handler-'));
@@ -55,6 +70,12 @@ describe('Lambda handler', () => {
       for (const text of String(line).split('\n').filter(Boolean)) {
         logLines.push(JSON.parse(text) as Record<string, unknown>);
       }
+      return true;
+    });
+    // Metrics go to stdout, one embedded-metric-format line each.
+    emfLines = [];
+    vi.spyOn(process.stdout, 'write').mockImplementation((line: string | Uint8Array) => {
+      emfLines.push(parseEmf(String(line)));
       return true;
     });
     vi.resetModules();
@@ -121,6 +142,78 @@ describe('Lambda handler', () => {
       ['second', 201],
       ['third', 200],
     ]);
+  });
+
+  it('writes one EMF line per invocation in the configured namespace, and composes for Lambda', async () => {
+    const { handler, compose } = await coldStart({
+      REGISTRY_STORAGE: 'filesystem',
+      REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: root,
+      REGISTRY_METRICS_NAMESPACE: 'Registry/Test',
+    });
+    await handler(apiEvent('GET', '/v2/'), lambdaContext('first'));
+    await handler(apiEvent('GET', '/v2/lambda/app/tags/list'), lambdaContext('second'));
+    await handler(apiEvent('GET', '/elsewhere'), lambdaContext('third'));
+
+    expect(emfLines.map((line) => [line.Route, line.Status, line.Requests])).toEqual([
+      ['base', '200', 1],
+      ['tags', '404', 1],
+      ['unknown', '404', 1],
+    ]);
+    expect(emfLines.map((line) => line._aws.CloudWatchMetrics[0]?.Namespace)).toEqual([
+      'Registry/Test',
+      'Registry/Test',
+      'Registry/Test',
+    ]);
+    // Events are delivered before an invocation returns: a frozen container delivers nothing.
+    const runtime = vi.mocked(compose.composeRegistry).mock.calls[0]?.[3];
+    expect(runtime?.deliverInBackground).toBe(false);
+    expect(runtime?.metrics?.constructor.name).toBe('EmbeddedMetrics');
+    // The access log names the route and repository too.
+    expect(logLines.find((line) => line.requestId === 'second')).toMatchObject({
+      msg: 'request',
+      route: 'tags',
+      repository: 'lambda/app',
+    });
+  });
+
+  it('answers the scheduled health check with {} and Healthy 1 while storage answers', async () => {
+    const { handler } = await coldStart({
+      REGISTRY_STORAGE: 'filesystem',
+      REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: root,
+    });
+    // Storage with something in it. (An empty root is covered in test/health.test.ts: here the watched
+    // composition loads the storage classes apart from the handler's modules, so instanceof fails.)
+    const content = randomBytes(100);
+    const digest = `sha256:${createHash('sha256').update(content).digest('hex')}`;
+    await handler(apiEvent('POST', `/v2/app/blobs/uploads/?digest=${digest}`, content), lambdaContext());
+    emfLines.length = 0;
+    logLines.length = 0;
+
+    expect(await handler(SCHEDULED_EVENT, lambdaContext('scheduled'))).toEqual({});
+    expect(emfLines).toHaveLength(1);
+    expect(emfLines[0]?._aws.CloudWatchMetrics).toEqual([
+      { Namespace: 'Registry', Dimensions: [[]], Metrics: [{ Name: 'Healthy', Unit: 'Count' }] },
+    ]);
+    expect(emfLines[0]).toMatchObject({ Healthy: 1, Failing: {} });
+    // It is no HTTP request: no access-log line, no errors.
+    expect(logLines.filter((line) => line.msg === 'request' || line.level === 'error')).toEqual([]);
+  });
+
+  it('answers the scheduled health check with the failing checks, Healthy 0 and an error log', async () => {
+    const { handler } = await coldStart({
+      REGISTRY_STORAGE: 'filesystem',
+      // A root no file system can resolve: storage that fails for any user, root included.
+      REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: join(root, 'x'.repeat(300)),
+    });
+    const failing = await handler(SCHEDULED_EVENT, lambdaContext('unhealthy'));
+    expect(Object.keys(failing)).toEqual(['storagedriver_filesystem']);
+    expect(failing.storagedriver_filesystem).toMatch(/ENAMETOOLONG/);
+    expect(emfLines[0]).toMatchObject({ Healthy: 0, Failing: failing });
+    expect(logLines.find((line) => line.level === 'error')).toMatchObject({
+      msg: 'health check failed',
+      requestId: 'unhealthy',
+      failing,
+    });
   });
 
   it('answers every invocation with a 500 naming the configuration error, and logs it each time', async () => {

@@ -13,11 +13,15 @@ import {
   type LambdaHandler,
   MAX_RESPONSE_PAYLOAD_BYTES,
 } from '../../functions/http/lambda.js';
+import type { ClientInfo } from '../../functions/auth/access.js';
+import { loggedPath } from '../../functions/http/access-log.js';
 import type { RequestHandler } from '../../functions/http/handler.js';
 import type { Logger } from '../../functions/log.js';
+import { EmbeddedMetrics } from '../../functions/metrics/emf.js';
 import { StorageBackedMetadataStore } from '../../functions/metadata/storage-backed.js';
 import { Registry } from '../../functions/registry/registry.js';
 import { MemoryDriver } from '../../functions/storage/memory.js';
+import { parseEmf } from '../support/emf.js';
 
 const FIXTURE = JSON.parse(
   readFileSync(new URL('./fixtures/apigw-v2-get.json', import.meta.url), 'utf8'),
@@ -591,6 +595,111 @@ describe('lambda adapter over the registry', () => {
       fields: { requestId: 'req-500', error: 'storage exploded' },
     });
     expect(recorded.lines[1]?.fields).toMatchObject({ requestId: 'req-500', status: 500 });
+  });
+
+  it('writes one EMF line per request, by route and status, with the access log off', async () => {
+    const emf: string[] = [];
+    const metrics = new EmbeddedMetrics('Registry', (line) => {
+      emf.push(line);
+    });
+    const measured = lambdaAdapter(registry, { log: recordingLogger().log, accessLog: false, metrics });
+    const content = randomBytes(3000);
+    const digest = sha256(content);
+    const pushed = await measured(
+      apiEvent('POST', `/v2/lambda/emf/blobs/uploads/?digest=${digest}`, { body: content }),
+      lambdaContext(),
+    );
+    expect(pushed.statusCode).toBe(201);
+    expect(
+      (await measured(apiEvent('GET', `/v2/lambda/emf/blobs/${digest}`), lambdaContext())).statusCode,
+    ).toBe(200);
+    expect(
+      (await measured(apiEvent('HEAD', `/v2/lambda/emf/blobs/${digest}`), lambdaContext())).statusCode,
+    ).toBe(200);
+    await measured(apiEvent('GET', '/v2/lambda/emf/manifests/v1'), lambdaContext());
+    await measured({ ...FIXTURE, rawPath: 'not a path' }, lambdaContext());
+
+    const lines = emf.map(parseEmf);
+    expect(
+      lines.map(({ Route, Status, BytesIn, BytesOut, BlobBytesPushed }) => ({
+        Route,
+        Status,
+        BytesIn,
+        BytesOut,
+        BlobBytesPushed,
+      })),
+    ).toEqual([
+      { Route: 'blob_upload', Status: '201', BytesIn: 3000, BytesOut: 0, BlobBytesPushed: 3000 },
+      { Route: 'blob', Status: '200', BytesIn: 0, BytesOut: 3000, BlobBytesPushed: undefined },
+      { Route: 'blob', Status: '200', BytesIn: 0, BytesOut: 0, BlobBytesPushed: undefined },
+      {
+        Route: 'manifest',
+        Status: '404',
+        BytesIn: 0,
+        BytesOut: expect.any(Number) as number,
+        BlobBytesPushed: undefined,
+      },
+      // A malformed event never reaches the registry, which names routes.
+      {
+        Route: 'unknown',
+        Status: '400',
+        BytesIn: 0,
+        BytesOut: expect.any(Number) as number,
+        BlobBytesPushed: undefined,
+      },
+    ]);
+    expect(lines.map((line) => [line.ClientErrors, line.Errors])).toEqual([
+      [0, 0],
+      [0, 0],
+      [0, 0],
+      [1, 0],
+      [1, 0],
+    ]);
+  });
+
+  it('gives the registry the request id before it handles the request, and logs its route and repository', async () => {
+    const clients: ClientInfo[] = [];
+    const recorded = recordingLogger();
+    const watched = lambdaAdapter(
+      {
+        handle(request, client = {}) {
+          clients.push({ ...client });
+          return registry.handle(request, client);
+        },
+      },
+      { log: recorded.log, accessLog: true },
+    );
+    await watched(apiEvent('GET', '/v2/lambda/logged/manifests/v1'), lambdaContext('req-route'));
+    expect(clients[0]?.requestId).toBe('req-route');
+    expect(recorded.lines.at(-1)?.fields).toMatchObject({
+      requestId: 'req-route',
+      status: 404,
+      route: 'manifest',
+      repository: 'lambda/logged',
+    });
+  });
+
+  it('leaves the signature of a signed upload URL out of the access log', async () => {
+    const { handler } = recordingHandler(() => new Response(null, { status: 204 }));
+    const recorded = recordingLogger();
+    const signature = 'f'.repeat(64);
+    await lambdaAdapter(handler, { log: recorded.log, accessLog: true })(
+      apiEvent('PATCH', `/v2/x/blobs/uploads/abc?n=1&_upload=0123456789abcdef.1700000000.${signature}`),
+      lambdaContext(),
+    );
+    expect(recorded.lines.at(-1)?.fields.path).toBe(
+      '/v2/x/blobs/uploads/abc?n=1&_upload=0123456789abcdef.1700000000.redacted',
+    );
+    expect(JSON.stringify(recorded.lines)).not.toContain(signature);
+    // The parameter as the registry reads it, whatever its spelling or shape.
+    expect(loggedPath(`/v2/x/blobs/uploads/abc?%5Fupload=a.b.${signature}&last=1`)).toBe(
+      '/v2/x/blobs/uploads/abc?%5Fupload=a.b.redacted&last=1',
+    );
+    expect(loggedPath(`/v2/x/blobs/uploads/abc?_upload=${signature}`)).toBe(
+      '/v2/x/blobs/uploads/abc?_upload=redacted',
+    );
+    expect(loggedPath('/v2/_catalog?n=10&last=a')).toBe('/v2/_catalog?n=10&last=a');
+    expect(loggedPath('/v2/')).toBe('/v2/');
   });
 
   it('writes no access log when it is disabled', async () => {
