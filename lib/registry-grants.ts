@@ -4,6 +4,7 @@
  */
 import { Stack } from 'aws-cdk-lib';
 import type { ITable } from 'aws-cdk-lib/aws-dynamodb';
+import type { IEventBus } from 'aws-cdk-lib/aws-events';
 import { Grant, type IGrantable, PolicyStatement } from 'aws-cdk-lib/aws-iam';
 import { ViaServicePrincipal } from 'aws-cdk-lib/aws-kms';
 import type { IBucket } from 'aws-cdk-lib/aws-s3';
@@ -70,5 +71,15 @@ export function grantSecretValue(grantee: IGrantable, secret: ISecret): void {
       `secretsmanager.${Stack.of(secret).region}.amazonaws.com`,
       grantee.grantPrincipal,
     ),
+  );
+}
+
+/**
+ * Lets grantee put the registry's events on its bus (notifications.eventbridge), and on no other bus.
+ * The bus has no key of its own: events are encrypted with an AWS-owned key, which needs no grant.
+ */
+export function grantEventPublishing(grantee: IGrantable, eventBus: IEventBus): void {
+  grantee.grantPrincipal.addToPrincipalPolicy(
+    new PolicyStatement({ actions: ['events:PutEvents'], resources: [eventBus.eventBusArn] }),
   );
 }

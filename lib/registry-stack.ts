@@ -6,7 +6,10 @@ import { HostedZone, type IHostedZone } from 'aws-cdk-lib/aws-route53';
 import { Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import type { Construct, IConstruct } from 'constructs';
+import { EVENT_ACTIONS, type EventAction } from '../functions/notifications/events.js';
 import { readAccessFile } from './auth-environment.js';
+import type { RegistryMonitoringProps } from './monitoring.js';
+import type { RegistryNotificationsProps } from './notifications.js';
 import type { RegistryAuthProps } from './registry-auth.js';
 import type { RegistryFunction } from './registry-function.js';
 import { ServerlessRegistry } from './serverless-registry.js';
@@ -26,7 +29,12 @@ import type { UploadService, UploadServiceProps } from './upload-service.js';
  *   with `htpasswdSecretArn` / `signingKeySecretArn` (complete ARNs of existing secrets; default:
  *   secrets created by the stack), `authService`, `accessFile` (a YAML or JSON file with the access
  *   section's `groups` and `rules`, read at synth) and `anonymousPull` (repository patterns anyone may
- *   pull, comma-separated).
+ *   pull, comma-separated);
+ * - `webhookUrl` (an https:// URL): every registry event POSTed there, in distribution's envelope, with
+ *   a generated token in a header; `webhookActions` (comma-separated: push, pull, mount, delete) to
+ *   send some actions only;
+ * - `monitoring` (`true`): alarms and a scheduled health check; `alarmEmail` (an address) turns them on
+ *   too, and has them emailed.
  */
 export class RegistryStack extends Stack {
   readonly registry: ServerlessRegistry;
@@ -52,6 +60,8 @@ export class RegistryStack extends Stack {
 
     const auth = this.authFromContext();
     const uploadService = this.uploadServiceFromContext();
+    const notifications = this.notificationsFromContext();
+    const monitoring = this.monitoringFromContext();
     this.registry = new ServerlessRegistry(this, 'Registry', {
       ...(domainName !== undefined && { domainName }),
       ...(certificateArn !== undefined && {
@@ -61,6 +71,8 @@ export class RegistryStack extends Stack {
       ...(auth && { auth }),
       edge,
       ...(uploadService && { uploadService }),
+      ...(notifications && { notifications }),
+      ...(monitoring && { monitoring }),
     });
 
     // cdk-nag 3 runs as a policy validation plugin, which CDK accepts on a Stage (here, the app) only.
@@ -113,6 +125,31 @@ export class RegistryStack extends Stack {
     });
     this.acknowledgeAuthFindings();
     this.acknowledgeUploadFindings();
+    this.acknowledgeNotificationFindings();
+  }
+
+  /** The findings on the notifications' dead-letter queue and webhook tokens, when there are any. */
+  private acknowledgeNotificationFindings(): void {
+    const notifications = this.registry.notifications;
+    if (!notifications) return;
+    if (notifications.deadLetterQueue) {
+      Validations.of(notifications.deadLetterQueue).acknowledge({
+        id: 'AwsSolutions-SQS3',
+        reason:
+          "This queue is the dead-letter queue itself, of the notification rules' targets (an EventBridge " +
+          "target's DeadLetterConfig, which the rule does not look for): nothing consumes it to fail again.",
+      });
+    }
+    for (const webhook of notifications.webhooks) {
+      if (!webhook.token) continue;
+      Validations.of(webhook.token).acknowledge({
+        id: 'AwsSolutions-SMG4',
+        reason:
+          "The webhook token is shared with the receiver, which checks it: a rotation must reach the receiver's " +
+          'configuration before EventBridge sends the new value, an operator step (docs/deploy-aws.md, ' +
+          'Notifications and alarms) that Secrets Manager cannot take.',
+      });
+    }
   }
 
   /** The findings on the secrets and the signing key's custom resource, when authentication is on. */
@@ -302,6 +339,44 @@ export class RegistryStack extends Stack {
     }
     if (hostedZoneId === undefined || zoneName === undefined) return undefined;
     return HostedZone.fromHostedZoneAttributes(this, 'HostedZone', { hostedZoneId, zoneName });
+  }
+
+  /** The notifications prop that context asks for: none without `webhookUrl`. */
+  private notificationsFromContext(): RegistryNotificationsProps | undefined {
+    const url = this.contextString('webhookUrl');
+    const actions = this.contextString('webhookActions')
+      ?.split(',')
+      .map((action) => action.trim())
+      .filter((action) => action !== '');
+    if (url === undefined) {
+      if (actions !== undefined) throw new Error('context webhookActions needs a webhookUrl');
+      return undefined;
+    }
+    const unknown = (actions ?? []).filter(
+      (action) => !(EVENT_ACTIONS as readonly string[]).includes(action),
+    );
+    if (unknown.length > 0 || actions?.length === 0) {
+      throw new Error(
+        `context webhookActions must list some of ${EVENT_ACTIONS.join(', ')} (comma-separated), not ` +
+          JSON.stringify(this.contextString('webhookActions') ?? ''),
+      );
+    }
+    return {
+      webhooks: [
+        { name: 'webhook', url, ...(actions !== undefined && { actions: actions as EventAction[] }) },
+      ],
+    };
+  }
+
+  /** The monitoring prop that context asks for: none without `monitoring` or `alarmEmail`. */
+  private monitoringFromContext(): RegistryMonitoringProps | undefined {
+    const alarmEmail = this.contextString('alarmEmail');
+    const value: unknown = this.node.tryGetContext('monitoring');
+    if (alarmEmail !== undefined && (value === false || value === 'false')) {
+      throw new Error('context alarmEmail needs monitoring: leave monitoring out, or set it to true');
+    }
+    if (alarmEmail === undefined && !this.contextBoolean('monitoring')) return undefined;
+    return alarmEmail === undefined ? {} : { alarmEmail };
   }
 
   /** The uploadService prop that context asks for: none without `uploadServiceDomain`. */

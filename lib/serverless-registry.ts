@@ -27,9 +27,11 @@ import {
 } from 'aws-cdk-lib/aws-s3';
 import { Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
+import { defaultMetricsNamespace, RegistryMonitoring, type RegistryMonitoringProps } from './monitoring.js';
+import { RegistryNotifications, type RegistryNotificationsProps } from './notifications.js';
 import { RegistryAuth, type RegistryAuthProps } from './registry-auth.js';
 import { RegistryFunction } from './registry-function.js';
-import { grantRegistryData, grantSecretValue } from './registry-grants.js';
+import { grantEventPublishing, grantRegistryData, grantSecretValue } from './registry-grants.js';
 import { UploadEdge } from './upload-edge.js';
 import { UploadService, type UploadServiceProps } from './upload-service.js';
 
@@ -147,6 +149,27 @@ export interface ServerlessRegistryProps {
    * @default - none
    */
   readonly uploadService?: UploadServiceProps;
+
+  /**
+   * Notifications: the function (and the upload service) put an event on the registry's bus for every
+   * push, pull, mount and delete, which rules deliver to webhooks, queues and functions (see
+   * RegistryNotificationsProps; `{}` puts events on the bus for rules of your own). Events are billed
+   * as they are put (US$1 a million; a pull of a ten-layer image makes 11), bus or no listener, which
+   * is why the function sends none, and may not, until asked. At rest: nothing, but US$0.40 a month
+   * for each webhook's generated token.
+   * @default - no events
+   */
+  readonly notifications?: RegistryNotificationsProps;
+
+  /**
+   * Alarms (server errors, function errors and throttles, notifications not delivered) and a
+   * scheduled health check, notifying an SNS topic (see RegistryMonitoringProps; `{}` for alarms
+   * without actions, whose states the console shows). US$0.10 a month an alarm metric after
+   * CloudWatch's free tier of ten, and the health check runs the function 8,640 times a month (within
+   * Lambda's free tier): off until asked for, so that an idle registry costs nothing.
+   * @default - none
+   */
+  readonly monitoring?: RegistryMonitoringProps;
 }
 
 /**
@@ -158,8 +181,12 @@ export class ServerlessRegistry extends Construct {
   readonly bucket: Bucket;
   /** The metadata: tags, manifest revisions, repository links, upload sessions. */
   readonly table: Table;
-  /** Where the registry's events (push, pull, delete, mount) will go. Nothing is sent to it yet. */
+  /** Where the registry's events (push, pull, delete, mount) go, with notifications; unused without. */
   readonly eventBus: EventBus;
+  /** The rules that deliver events from the bus, and their dead-letter queue, with notifications. */
+  readonly notifications: RegistryNotifications | undefined;
+  /** The alarms and the health check, with monitoring. */
+  readonly monitoring: RegistryMonitoring | undefined;
   /** The function that serves every request. */
   readonly function: RegistryFunction;
   readonly api: HttpApi;
@@ -218,6 +245,12 @@ export class ServerlessRegistry extends Construct {
     });
 
     this.eventBus = new EventBus(this, 'Events');
+    this.notifications = props.notifications
+      ? new RegistryNotifications(this, 'Notifications', props.notifications, { eventBus: this.eventBus })
+      : undefined;
+    const metricsNamespace = props.monitoring
+      ? (props.monitoring.namespace ?? defaultMetricsNamespace(this))
+      : undefined;
 
     // API Gateway serves the API over HTTPS only (an HTTP API has no plain-HTTP listener), so passwords
     // and tokens never cross the network in clear: there is nothing to configure for it.
@@ -245,6 +278,8 @@ export class ServerlessRegistry extends Construct {
       REGISTRY_METADATA: 'dynamodb',
       REGISTRY_METADATA_DYNAMODB_TABLE: this.table.tableName,
       REGISTRY_LOG_LEVEL: 'info',
+      // Uploads finished by the upload service are pushes too.
+      ...this.notifications?.environment,
     };
     this.uploadSecret =
       props.edge || props.uploadService
@@ -265,6 +300,8 @@ export class ServerlessRegistry extends Construct {
       ...(this.uploadSecret && { REGISTRY_HTTP_SECRET: this.uploadSecret.secretArn }),
       ...(props.edge && { REGISTRY_UPLOADS_EDGE: 'true' }),
       ...(props.uploadService && { REGISTRY_UPLOADS_SERVICE: `https://${props.uploadService.domainName}` }),
+      // The function's embedded-metric-format lines; the server's metrics are Prometheus'.
+      ...(metricsNamespace !== undefined && { REGISTRY_METRICS_NAMESPACE: metricsNamespace }),
     };
     checkEnvironmentSize(environment);
     this.function = new RegistryFunction(this, 'Function', {
@@ -275,6 +312,7 @@ export class ServerlessRegistry extends Construct {
       environment,
     });
     grantRegistryData(this.function, this.bucket, this.table);
+    if (this.notifications) grantEventPublishing(this.function, this.eventBus);
     if (this.uploadSecret) grantSecretValue(this.function, this.uploadSecret);
     if (this.auth) {
       this.auth.grantRead(this.function);
@@ -331,10 +369,27 @@ export class ServerlessRegistry extends Construct {
               table: this.table,
               secret: uploadSecret,
               environment: dataEnvironment,
+              ...(this.notifications && { eventBus: this.eventBus }),
               removalPolicy,
               logRetention,
             },
           )
+        : undefined;
+
+    this.monitoring =
+      props.monitoring && metricsNamespace !== undefined
+        ? new RegistryMonitoring(this, 'Monitoring', props.monitoring, {
+            api: this.api,
+            function: this.function,
+            namespace: metricsNamespace,
+            ...(this.notifications && {
+              notifications: {
+                eventBus: this.eventBus,
+                deliveries: this.notifications.deliveries,
+                deadLetterQueue: this.notifications.deadLetterQueue,
+              },
+            }),
+          })
         : undefined;
 
     new CfnOutput(this, 'Url', { value: this.url, description: 'The registry URL' });

@@ -8,6 +8,7 @@
 import { CfnOutput, Duration, type RemovalPolicy } from 'aws-cdk-lib';
 import { Certificate, CertificateValidation, type ICertificate } from 'aws-cdk-lib/aws-certificatemanager';
 import type { ITable } from 'aws-cdk-lib/aws-dynamodb';
+import type { IEventBus } from 'aws-cdk-lib/aws-events';
 import { FlowLogDestination, FlowLogTrafficType, type IVpc, SubnetType, Vpc } from 'aws-cdk-lib/aws-ec2';
 import { Platform } from 'aws-cdk-lib/aws-ecr-assets';
 import {
@@ -31,7 +32,7 @@ import type { IBucket } from 'aws-cdk-lib/aws-s3';
 import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import { PROJECT_ROOT } from './project-root.js';
-import { grantRegistryData, grantSecretValue } from './registry-grants.js';
+import { grantEventPublishing, grantRegistryData, grantSecretValue } from './registry-grants.js';
 
 /** The port the server listens on in its container (the Dockerfile's EXPOSE, registry:2's). */
 export const UPLOAD_SERVICE_PORT = 5000;
@@ -91,8 +92,10 @@ export interface UploadServiceOptions {
   readonly table: ITable;
   /** The secret upload URLs are signed with. */
   readonly secret: ISecret;
-  /** The storage and metadata variables the registry's function has too. */
+  /** The storage, metadata and notification variables the registry's function has too. */
   readonly environment: Record<string, string>;
+  /** The bus the service puts its events on (the pushes of the uploads it finishes), with notifications. */
+  readonly eventBus?: IEventBus;
   readonly removalPolicy: RemovalPolicy;
   readonly logRetention: RetentionDays;
 }
@@ -155,6 +158,7 @@ export class UploadService extends Construct {
     });
     grantRegistryData(this.taskDefinition.taskRole, options.bucket, options.table);
     grantSecretValue(this.taskDefinition.taskRole, options.secret);
+    if (options.eventBus) grantEventPublishing(this.taskDefinition.taskRole, options.eventBus);
 
     this.service = new FargateService(this, 'Service', {
       cluster: this.cluster,
