@@ -5,12 +5,14 @@ import { readAccessFile } from '../../lib/auth-environment.js';
 import type { LocalAwsAuthOptions, LocalAwsTls } from './local-aws.js';
 
 /** What `npm run local:aws -- --help` prints. */
-export const LOCAL_AWS_USAGE = `usage: local-aws [--edge] [--upload-service] [--auth token|htpasswd --htpasswd FILE [options]]
+export const LOCAL_AWS_USAGE = `usage: local-aws [--edge] [--upload-service] [--webhook URL] [--auth token|htpasswd --htpasswd FILE [options]]
 
   --edge                    the upload edge in front (CloudFront and its functions): one-PUT uploads
                             (containerd, BuildKit) go straight to S3
   --upload-service          the upload service beside the function (Fargate): PATCH uploads (docker,
                             podman, skopeo) stream to S3 through it
+  --webhook URL             deliver the registry's events to URL (repeatable), as the construct's
+                            notifications.webhooks do: EventBridge rules with API destinations
 
   --auth token              Docker token auth: the token endpoint at /auth/token, as deployed
   --auth htpasswd           HTTP basic auth on every request
@@ -31,6 +33,7 @@ export function parseLocalAwsArgs(args: readonly string[]): {
   tls?: LocalAwsTls;
   edge?: boolean;
   uploadService?: boolean;
+  webhooks?: string[];
 } {
   const { values } = parseArgs({
     args: [...args],
@@ -46,6 +49,7 @@ export function parseLocalAwsArgs(args: readonly string[]): {
       'tls-key': { type: 'string' },
       edge: { type: 'boolean' },
       'upload-service': { type: 'boolean' },
+      webhook: { type: 'string', multiple: true },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -61,13 +65,14 @@ export function parseLocalAwsArgs(args: readonly string[]): {
     ...(certificate !== undefined && key !== undefined && { tls: { certificate, key } }),
     ...(values.edge === true && { edge: true }),
     ...(values['upload-service'] === true && { uploadService: true }),
+    ...(values.webhook !== undefined && { webhooks: values.webhook.map(webhookUrl) }),
   };
   const { auth: type, htpasswd, access, service, issuer } = values;
   const expiration = values['token-expiration'];
   const anonymousPull = values['anonymous-pull'];
   if (type === undefined) {
     const authOptions = Object.keys(values).filter(
-      (name) => !name.startsWith('tls-') && name !== 'edge' && name !== 'upload-service',
+      (name) => !name.startsWith('tls-') && !['edge', 'upload-service', 'webhook'].includes(name),
     );
     if (authOptions.length > 0) {
       throw new Error(`--${authOptions.join(', --')} go with --auth\n${LOCAL_AWS_USAGE}`);
@@ -98,4 +103,10 @@ export function parseLocalAwsArgs(args: readonly string[]): {
     ...(anonymousPull !== undefined && { anonymousPull }),
   };
   return { help: false, auth, ...tls };
+}
+
+function webhookUrl(url: string): string {
+  if (!/^https?:\/\//.test(url))
+    throw new Error(`--webhook: expected an http(s) URL, got ${url}\n${LOCAL_AWS_USAGE}`);
+  return url;
 }

@@ -23,10 +23,12 @@ import {
   TOKEN_REALM,
 } from '../../lib/auth-environment.js';
 import { createTable } from '../../functions/metadata/dynamodb.js';
+import { DEFAULT_EVENT_SOURCE } from '../../functions/notifications/events.js';
 import { newSigningKeyPem } from '../../functions/handlers/signing-key.js';
 import { uploadSecretId } from '../../functions/registry/upload-urls.js';
 import { apiGatewayFront } from './api-gateway.js';
 import { startLocalEdge } from './cloudfront.js';
+import { startLocalEventBridge } from './eventbridge.js';
 import { parseAddr } from './free-port.js';
 import { startDynamoDbLocal } from './dynamodb-local.js';
 import { startFauxqs, startRgw, type S3Service } from './s3-local.js';
@@ -40,6 +42,9 @@ export const LOCAL_AWS_LISTENING = `"msg":"${LOCAL_AWS_LISTENING_MESSAGE}"`;
 
 /** The service tokens are issued for, as the construct names it in this project's app (its stack name). */
 export const LOCAL_AWS_SERVICE = 'ServerlessRegistry';
+
+/** The stack's event bus, as the function knows it by name. */
+const LOCAL_EVENT_BUS = 'registry-events';
 
 /** Where the local secrets' fake ARNs say they live (the API Gateway front's account). */
 const LOCAL_ACCOUNT = '000000000000';
@@ -84,6 +89,11 @@ export interface LocalAwsOptions {
   readonly edge?: boolean;
   /** The upload service beside the function, as the construct's uploadService prop deploys it on Fargate. */
   readonly uploadService?: boolean;
+  /**
+   * Webhook URLs, as the construct's notifications.webhooks: the events the function sends to the local
+   * EventBridge are POSTed to each, as a rule with an API destination delivers them.
+   */
+  readonly webhooks?: readonly string[];
 }
 
 export interface LocalAwsTls {
@@ -154,6 +164,17 @@ export async function startLocalAws(options: LocalAwsOptions = {}): Promise<Loca
     const secrets = lazySecretStore(s3.region, credentials, stops);
     const auth = options.auth ? await authSecrets(options.auth, secrets) : undefined;
     const uploads = options.edge || options.uploadService ? await uploadSecret(secrets) : undefined;
+    // With webhooks, as the construct's notifications prop: the function sends its events to the stack's
+    // bus, whose rules (with API destinations, retrying as the construct's default) deliver them.
+    const eventBridge = options.webhooks?.length
+      ? await startLocalEventBridge({
+          region: s3.region,
+          credentials,
+          buses: [LOCAL_EVENT_BUS],
+          targets: options.webhooks.map((url) => ({ url, source: DEFAULT_EVENT_SOURCE, retryAttempts: 185 })),
+        })
+      : undefined;
+    if (eventBridge) stops.push(() => eventBridge.close());
 
     // The function's environment, as the CDK construct sets it, plus the local endpoints.
     const environment: Record<string, string> = {
@@ -175,6 +196,11 @@ export async function startLocalAws(options: LocalAwsOptions = {}): Promise<Loca
           }
         : {}),
       ...(dynamodbEndpoint ? { REGISTRY_METADATA_DYNAMODB_ENDPOINT: dynamodbEndpoint } : {}),
+      ...(eventBridge && {
+        REGISTRY_NOTIFICATIONS_EVENTBRIDGE_EVENTBUS: LOCAL_EVENT_BUS,
+        REGISTRY_NOTIFICATIONS_EVENTBRIDGE_SOURCE: DEFAULT_EVENT_SOURCE,
+        AWS_ENDPOINT_URL_EVENTBRIDGE: eventBridge.url,
+      }),
       ...(auth?.environment ?? {}),
       ...(uploads?.environment ?? {}),
     };
@@ -252,6 +278,7 @@ export async function startLocalAws(options: LocalAwsOptions = {}): Promise<Loca
       dynamodb: dynamodbEndpoint ?? 'AWS',
       bucket,
       table,
+      ...(eventBridge && { eventBridge: eventBridge.url, webhooks: options.webhooks?.join(' ') ?? '' }),
       ...(auth ? { auth: options.auth?.type ?? '', ...auth.description } : {}),
       ...(auth && options.auth?.type === 'token' ? { realm: `${url}${TOKEN_REALM}` } : {}),
       ...(uploads && {

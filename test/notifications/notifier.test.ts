@@ -111,8 +111,8 @@ describe('events', () => {
     const [event, ...rest] = s.take();
     expect(rest).toEqual([]);
     expect(event).toEqual({
-      id: expect.stringMatching(/^[0-9a-f-]{36}$/),
-      timestamp: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/),
+      id: expect.stringMatching(/^[0-9a-f-]{36}$/) as unknown,
+      timestamp: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/) as unknown,
       action: 'push',
       target: {
         mediaType: 'application/octet-stream',

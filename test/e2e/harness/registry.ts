@@ -55,6 +55,13 @@ export interface StartOptions {
   edge?: boolean;
   /** local-aws only: --upload-service, the upload service beside the function. */
   uploadService?: boolean;
+  /**
+   * local-aws only: --webhook, once per URL: the construct's webhooks (EventBridge rules with API
+   * destinations), which get the events the function sends to the local EventBridge.
+   */
+  webhooks?: readonly string[];
+  /** ours only: more environment variables for the server (credentials for EventBridge, say). */
+  env?: Record<string, string>;
 }
 
 /** Authentication for local-aws, as its command line takes it (see bin/local/local-aws-args.ts). */
@@ -169,7 +176,10 @@ export class RegistryUnderTest {
     options: StartOptions = {},
   ): Promise<RegistryUnderTest> {
     if (kind === 'local-aws') return RegistryUnderTest.startLocalAws(options);
-    if (kind !== 'ours' && (options.tls !== undefined || options.config !== undefined)) {
+    if (
+      kind !== 'ours' &&
+      (options.tls !== undefined || options.config !== undefined || options.env !== undefined)
+    ) {
       throw new Error(
         `e2e: StartOptions.tls and .config are only for the registry of this project, not ${kind}`,
       );
@@ -208,6 +218,7 @@ export class RegistryUnderTest {
         REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: dataDir,
         REGISTRY_STORAGE_DELETE_ENABLED: 'true',
         REGISTRY_LOG_LEVEL: process.env.E2E_REGISTRY_LOG_LEVEL ?? 'info',
+        ...options.env,
       });
     } else {
       const bin = requireBinary('docker-registry', 'docker-registry');
@@ -303,6 +314,7 @@ export class RegistryUnderTest {
     if (tls !== undefined) args.push('--tls-certificate', tls.certificate, '--tls-key', tls.key);
     if (options.edge === true) args.push('--edge');
     if (options.uploadService === true) args.push('--upload-service');
+    for (const url of options.webhooks ?? []) args.push('--webhook', url);
     const directUrl = `${tls === undefined ? 'http' : 'https'}://${addr}`;
     // Only local services: no endpoints, credentials or settings inherited from the environment.
     const env = Object.fromEntries(
