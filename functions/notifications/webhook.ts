@@ -7,6 +7,8 @@
  * has a deadline; what is given up is logged whole, never silently lost.
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
+import { Agent as HttpAgent, request as httpRequest } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { NotificationEndpoint } from '../config.js';
 import type { Logger } from '../log.js';
@@ -37,6 +39,9 @@ export class WebhookSink implements EventSink {
   readonly #filter: EventFilter;
   /** The endpoint's URL without userinfo, which goes as basic auth instead (as Go's HTTP client sends it). */
   readonly #target: string;
+  readonly #request: typeof httpRequest;
+  /** One connection, kept alive between deliveries, which go one at a time. */
+  readonly #agent: HttpAgent;
   /** The URL as logs show it: no userinfo and no query, either of which may carry a token. */
   readonly #logURL: string;
   /** The configured headers, the basic auth and the Content-Type, sent with every attempt. */
@@ -73,6 +78,9 @@ export class WebhookSink implements EventSink {
     url.username = '';
     url.password = '';
     this.#target = url.href;
+    const https = url.protocol === 'https:';
+    this.#request = https ? httpsRequest : httpRequest;
+    this.#agent = new (https ? HttpsAgent : HttpAgent)({ keepAlive: true, maxSockets: 1 });
     this.#logURL = url.origin + url.pathname;
     this.#headers = new Headers();
     for (const [name, values] of Object.entries(endpoint.headers)) {
@@ -142,6 +150,7 @@ export class WebhookSink implements EventSink {
       this.#giveUp(event, `not delivered within close()'s deadline of ${deadlineMs} ms`);
     }
     this.#metrics.pending(this.#endpoint.name, 0);
+    this.#agent.destroy();
   }
 
   async #deliverAll(): Promise<void> {
@@ -192,29 +201,51 @@ export class WebhookSink implements EventSink {
     }
   }
 
-  async #attempt(id: string, body: string, signal: AbortSignal): Promise<AttemptResult> {
-    const headers = new Headers(this.#headers);
+  /**
+   * One POST, over the endpoint's one kept-alive connection (node:http rather than fetch: a third of
+   * the CPU per delivery, which the registry's own requests share). A 3xx is the receiver's answer, as
+   * good as a 2xx, and is not followed: that would send the event elsewhere.
+   */
+  #attempt(id: string, body: string, signal: AbortSignal): Promise<AttemptResult> {
+    const headers: Record<string, string> = {
+      ...Object.fromEntries(this.#headers),
+      'content-length': String(Buffer.byteLength(body)),
+    };
     if (this.#signingKey !== undefined) {
       // Standard Webhooks: the id stays the same across retries, so that receivers can deduplicate.
       const timestamp = String(Math.floor(Date.now() / 1000));
-      headers.set('webhook-id', id);
-      headers.set('webhook-timestamp', timestamp);
-      headers.set('webhook-signature', signature(this.#signingKey, id, timestamp, body));
+      headers['webhook-id'] = id;
+      headers['webhook-timestamp'] = timestamp;
+      headers['webhook-signature'] = signature(this.#signingKey, id, timestamp, body);
     }
-    try {
-      const response = await fetch(this.#target, {
-        method: 'POST',
-        headers,
-        body,
-        // A 3xx is the receiver's answer, as good as a 2xx; following it would send the event elsewhere.
-        redirect: 'manual',
-        signal: AbortSignal.any([signal, AbortSignal.timeout(this.#endpoint.timeoutMs)]),
+    const { timeoutMs } = this.#endpoint;
+    return new Promise((resolve) => {
+      const settle = (result: AttemptResult) => {
+        clearTimeout(timer);
+        resolve(result);
+      };
+      const req = this.#request(
+        this.#target,
+        { method: 'POST', agent: this.#agent, headers, signal },
+        (res) => {
+          res.on('error', (error) => {
+            settle({ error: error.message });
+          });
+          res.on('end', () => {
+            settle({ status: res.statusCode ?? 0 });
+          });
+          res.resume();
+        },
+      );
+      // The whole exchange, as distribution's client timeout counts it.
+      const timer = setTimeout(() => {
+        req.destroy(new Error(`no answer within ${timeoutMs} ms`));
+      }, timeoutMs);
+      req.on('error', (error: NodeJS.ErrnoException) => {
+        settle({ error: error.code === undefined ? error.message : `${error.code}: ${error.message}` });
       });
-      await response.body?.cancel();
-      return { status: response.status };
-    } catch (error) {
-      return { error: attemptError(error, this.#endpoint.timeoutMs) };
-    }
+      req.end(body);
+    });
   }
 
   #giveUpOldest(): void {
@@ -228,14 +259,6 @@ export class WebhookSink implements EventSink {
     this.#log.error('notification not delivered', { sink: this.#endpoint.name, reason, event });
     this.#metrics.delivery(this.#endpoint.name, 'dropped', 1);
   }
-}
-
-function attemptError(error: unknown, timeoutMs: number): string {
-  if (error instanceof DOMException && error.name === 'TimeoutError')
-    return `no answer within ${timeoutMs} ms`;
-  // fetch says only "fetch failed"; its cause says why (a refused connection, a reset, TLS).
-  const cause = error instanceof Error && error.cause instanceof Error ? error.cause : error;
-  return cause instanceof Error ? cause.message : String(cause);
 }
 
 /** Standard Webhooks' key: the base64 after `whsec_`, or any other secret's UTF-8 bytes. */

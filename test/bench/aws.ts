@@ -368,7 +368,8 @@ for (const event of events) {
   const result = await handler(event, context());
   times.push([performance.now() - t, result.statusCode]);
 }
-process.stdout.write(JSON.stringify({ nodeStartMs: started, importMs, times }));
+// The last line: the function writes its metric lines to stdout before it.
+process.stdout.write('\\n' + JSON.stringify({ nodeStartMs: started, importMs, times }) + '\\n');
 process.exit(0);
 `;
 
@@ -395,7 +396,7 @@ async function coldStart(
   child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
   if (code !== 0) throw new Error(`cold start process exited with ${code}:\n${stderr}`);
-  const run = JSON.parse(stdout) as ColdRun;
+  const run = JSON.parse(stdout.trim().split('\n').at(-1) ?? '') as ColdRun;
   const statuses = run.times.map(([, status]) => status).join(',');
   if (statuses !== '200,200,200') throw new Error(`cold start answered ${statuses}:\n${stderr}`);
   return run;

@@ -6,11 +6,21 @@
  * - large layer: one POST + one streamed PATCH + PUT of a layer (what skopeo, podman and docker
  *   send), then one GET, with the server's peak RSS (VmHWM) sampled from /proc;
  * - small requests: manifest GET by tag and blob HEAD, keep-alive, fixed concurrency.
+ *
+ * With --webhook, both servers send their notifications (a pull event per request here) to a webhook
+ * receiver in this process, which counts them: what events cost each registry.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { Agent } from 'node:http';
+import {
+  Agent,
+  createServer,
+  type IncomingMessage,
+  type Server as HttpServer,
+  type ServerResponse,
+} from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -23,6 +33,7 @@ const { values: args } = parseArgs({
     'layer-mib': { type: 'string', default: '1024' },
     requests: { type: 'string', default: '4000' },
     concurrency: { type: 'string', default: '8' },
+    webhook: { type: 'boolean', default: false },
   },
 });
 const LAYER_MIB = Number(args['layer-mib']);
@@ -37,6 +48,24 @@ interface Server {
   process: ChildProcess;
 }
 
+/** The webhook receiver of --webhook: counts the events it is sent. */
+const webhook = args.webhook ? await startReceiver() : undefined;
+
+async function startReceiver(): Promise<{ url: string; events: number; server: HttpServer }> {
+  const receiver = { url: '', events: 0, server: createServer() };
+  receiver.server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    let body = '';
+    req.on('data', (chunk: Buffer) => (body += chunk.toString()));
+    req.on('end', () => {
+      receiver.events += (JSON.parse(body) as { events: unknown[] }).events.length;
+      res.writeHead(204).end();
+    });
+  });
+  await new Promise<void>((resolve) => receiver.server.listen(0, '127.0.0.1', resolve));
+  receiver.url = `http://127.0.0.1:${(receiver.server.address() as AddressInfo).port}/`;
+  return receiver;
+}
+
 async function startOurs(dir: string): Promise<Server> {
   const port = await freePort();
   const child = spawn(process.execPath, [SERVER_ENTRY], {
@@ -46,6 +75,10 @@ async function startOurs(dir: string): Promise<Server> {
       REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: join(dir, 'ours'),
       REGISTRY_LOG_LEVEL: 'warn',
       REGISTRY_LOG_ACCESSLOG_DISABLED: 'true',
+      ...(webhook && {
+        REGISTRY_NOTIFICATIONS_ENDPOINTS_0_NAME: 'bench',
+        REGISTRY_NOTIFICATIONS_ENDPOINTS_0_URL: webhook.url,
+      }),
     },
     stdio: 'inherit',
   });
@@ -61,7 +94,7 @@ async function startDistribution(dir: string): Promise<Server> {
 log: { level: warn, accesslog: { disabled: true } }
 storage: { filesystem: { rootdirectory: ${join(dir, 'distribution')} }, delete: { enabled: true } }
 http: { addr: 127.0.0.1:${port}, secret: bench }
-`,
+${webhook ? `notifications: { endpoints: [{ name: bench, url: '${webhook.url}', timeout: 1s }] }\n` : ''}`,
   );
   const child = spawn('docker-registry', ['serve', config], { stdio: 'inherit' });
   child.on('error', () => {
@@ -152,9 +185,15 @@ async function main() {
     for (const start of [startOurs, startDistribution]) {
       const server = await start(dir);
       try {
+        const before = webhook?.events ?? 0;
         const small = await smallRequests(server);
         const large = await largeLayer(server, data);
         results[server.name] = { ...large, ...small };
+        if (webhook) {
+          // What reached the receiver while this server ran (its queue may still be sending).
+          await new Promise((resolve) => setTimeout(resolve, 2000));
+          results[server.name] = { ...results[server.name], eventsReceived: webhook.events - before };
+        }
       } finally {
         server.process.kill('SIGTERM');
         await new Promise((resolve) => server.process.once('exit', resolve));
@@ -162,6 +201,7 @@ async function main() {
     }
   } finally {
     agent.destroy();
+    webhook?.server.close();
     await rm(dir, { recursive: true, force: true });
   }
 
@@ -171,11 +211,12 @@ async function main() {
     const a = ours[metric] ?? NaN;
     const b = theirs[metric] ?? NaN;
     // Ratios read "how many times better than distribution": rates divide ours by theirs, times and memory the reverse.
-    const better = metric.endsWith('PerSecond') ? a / b : b / a;
+    const better = metric.endsWith('PerSecond') || metric === 'eventsReceived' ? a / b : b / a;
     return `| ${metric} | ${a.toFixed(2)} | ${b.toFixed(2)} | ${better.toFixed(2)} |`;
   });
   console.log(
-    `\nlayer ${LAYER_MIB} MiB, ${REQUESTS} small requests at concurrency ${CONCURRENCY}, node ${process.version}`,
+    `\nlayer ${LAYER_MIB} MiB, ${REQUESTS} small requests at concurrency ${CONCURRENCY}, node ${process.version}` +
+      (webhook ? ', notifications to a webhook' : ''),
   );
   console.log('| metric | this registry | distribution | ratio (>1: this registry better) |');
   console.log('|---|---|---|---|');
