@@ -60,7 +60,7 @@ export class Notifier {
     }
   }
 
-  events(
+  private events(
     journal: Journal,
     request: Request,
     response: Response,
