@@ -139,7 +139,7 @@ export class Notifier {
     const parsed = parseManifest(content, record.mediaType);
     if (parsed.subject) target.subject = descriptor(parsed.subject);
     if (this.options.includeReferences) {
-      target.references = [...parsed.blobs, ...parsed.manifests].map(descriptor);
+      target.references = parsed.references.map(descriptor);
     }
     return target;
   }

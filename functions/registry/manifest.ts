@@ -36,6 +36,8 @@ export interface ParsedManifest {
   blobs: Descriptor[];
   /** Manifests an index references, which must be present in the repository. */
   manifests: Descriptor[];
+  /** Everything it references, as distribution lists it: config and every layer, or an index's manifests. */
+  references: Descriptor[];
   subject?: Descriptor;
   artifactType?: string;
   annotations?: Record<string, string>;
@@ -91,6 +93,7 @@ function parseImageManifest(json: Record<string, unknown>, mediaType: string): P
     // Layers with URLs are non-distributable ("foreign"): their bytes live elsewhere, as distribution allows.
     blobs: [config, ...layers.filter((layer) => !layer.urls?.length)],
     manifests: [],
+    references: [config, ...layers],
     subject: json.subject === undefined ? undefined : descriptor(json.subject, 'subject'),
     artifactType: artifactType ?? config.mediaType,
     annotations: annotations(json.annotations, 'annotations'),
@@ -104,10 +107,12 @@ function parseIndex(json: Record<string, unknown>, mediaType: string): ParsedMan
   if (json.config !== undefined || json.layers !== undefined)
     throw invalid('an index has no config or layers');
   if (!Array.isArray(json.manifests)) throw invalid('manifests must be an array');
+  const manifests = json.manifests.map((entry, i) => descriptor(entry, `manifests[${i}]`));
   return {
     mediaType,
     blobs: [],
-    manifests: json.manifests.map((entry, i) => descriptor(entry, `manifests[${i}]`)),
+    manifests,
+    references: manifests,
     subject: json.subject === undefined ? undefined : descriptor(json.subject, 'subject'),
     artifactType: optionalString(json.artifactType, 'artifactType'),
     annotations: annotations(json.annotations, 'annotations'),

@@ -319,6 +319,28 @@ describe('events', () => {
     expect(s.take()[0]?.target.references).toEqual(expected);
   });
 
+  it('lists foreign layers among the references too, as distribution does', async () => {
+    const s = setup({ includeReferences: true });
+    const config = await pushBlob(s.api, 'app', encode('{}'));
+    const foreign = {
+      mediaType: 'application/vnd.docker.image.rootfs.foreign.diff.tar.gzip',
+      digest: sha256(randomContent(16)),
+      size: 16,
+      urls: ['https://layers.example.com/base.tar.gz'],
+    };
+    const manifest = {
+      schemaVersion: 2,
+      mediaType: OCI_MANIFEST,
+      config: { mediaType: OCI_CONFIG, digest: config.digest, size: config.size },
+      layers: [foreign],
+    };
+    expect((await putManifest(s.api, 'app', 'v1', manifest)).status).toBe(201);
+    expect(s.take().at(-1)?.target.references).toEqual([
+      { mediaType: OCI_CONFIG, digest: config.digest, size: config.size },
+      { mediaType: foreign.mediaType, digest: foreign.digest, size: 16 },
+    ]);
+  });
+
   it('builds URLs on http.host when set, and names the actor', async () => {
     const s = setup({ host: 'https://registry.example.com/', user: 'alice' });
     const { digest } = await pushBlob(s.api, 'app', randomContent(5));
