@@ -200,9 +200,9 @@ export interface RegistryConfig {
   health: { storageDriver: { enabled: boolean; intervalMs: number; threshold: number } };
   /**
    * `metrics.namespace`, this registry's own: the CloudWatch namespace of the metrics the Lambda
-   * function writes in embedded metric format (default `Registry`).
+   * function writes in embedded metric format; without one it writes none (custom metrics are billed).
    */
-  metrics: { namespace: string };
+  metrics: { namespace: string | undefined };
   /** `catalog.maxentries` (default 1000). */
   catalog: { maxEntries: number };
   /**
@@ -463,7 +463,7 @@ const schema = object(
         { unsupported: { file: 'file health checks', http: 'HTTP health checks', tcp: 'TCP health checks' } },
       ),
     ),
-    metrics: field('metrics', object({ namespace: field('namespace', str('Registry')) })),
+    metrics: field('metrics', object({ namespace: field('namespace', optStr()) })),
     catalog: field('catalog', object({ maxEntries: field('maxentries', int(0)) })),
     uploads: field(
       'uploads',

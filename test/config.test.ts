@@ -115,7 +115,7 @@ describe('loadConfig with a distribution config file', () => {
     expect(config.notifications.eventBridge).toBeUndefined();
     expect(config.http.debug).toBeUndefined();
     expect(config.health.storageDriver).toEqual({ enabled: false, intervalMs: 10_000, threshold: 1 });
-    expect(config.metrics.namespace).toBe('Registry');
+    expect(config.metrics.namespace).toBeUndefined();
   });
 
   it('defaults the filesystem root directory to /var/lib/registry', async () => {

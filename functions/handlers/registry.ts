@@ -31,13 +31,15 @@ async function start(): Promise<Container> {
   const { config, warnings } = await loadConfig({ env: process.env });
   const log = jsonLogger(config.log.level, config.log.fields);
   for (const warning of warnings) log.warn(warning);
-  const metrics = new EmbeddedMetrics(config.metrics.namespace);
+  // Metrics only where asked for (the construct's monitoring): CloudWatch bills each custom metric.
+  const { namespace } = config.metrics;
+  const metrics = namespace === undefined ? undefined : new EmbeddedMetrics(namespace);
   // Events go out before the response does: Lambda may freeze the container as soon as it returns.
   const composition = await composeRegistry(
     config,
     log,
     { persistHashState: true },
-    { metrics, deliverInBackground: false },
+    { ...(metrics && { metrics }), deliverInBackground: false },
   );
   const targets = healthTargets(config, composition);
   return {
@@ -49,7 +51,7 @@ async function start(): Promise<Container> {
     }),
     async checkHealth(requestId) {
       const failing = await checkHealth(targets);
-      metrics.health(failing);
+      metrics?.health(failing);
       if (Object.keys(failing).length > 0) log.error('health check failed', { requestId, failing });
       return failing;
     },

@@ -176,10 +176,26 @@ describe('Lambda handler', () => {
     });
   });
 
+  it('writes no metrics without a namespace: CloudWatch bills custom metrics', async () => {
+    const { handler } = await coldStart({
+      REGISTRY_STORAGE: 'filesystem',
+      REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: root,
+    });
+    expect((await handler(apiEvent('GET', '/v2/'), lambdaContext('plain'))).statusCode).toBe(200);
+    // (Whatever the check finds: see below for why an empty root fails it in this harness.)
+    await handler(SCHEDULED_EVENT, lambdaContext('scheduled'));
+    expect(emfLines).toEqual([]);
+    expect(logLines.find((line) => line.requestId === 'plain')).toMatchObject({
+      msg: 'request',
+      status: 200,
+    });
+  });
+
   it('answers the scheduled health check with {} and Healthy 1 while storage answers', async () => {
     const { handler } = await coldStart({
       REGISTRY_STORAGE: 'filesystem',
       REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: root,
+      REGISTRY_METRICS_NAMESPACE: 'Registry/Test',
     });
     // Storage with something in it. (An empty root is covered in test/health.test.ts: here the watched
     // composition loads the storage classes apart from the handler's modules, so instanceof fails.)
@@ -192,7 +208,7 @@ describe('Lambda handler', () => {
     expect(await handler(SCHEDULED_EVENT, lambdaContext('scheduled'))).toEqual({});
     expect(emfLines).toHaveLength(1);
     expect(emfLines[0]?._aws.CloudWatchMetrics).toEqual([
-      { Namespace: 'Registry', Dimensions: [[]], Metrics: [{ Name: 'Healthy', Unit: 'Count' }] },
+      { Namespace: 'Registry/Test', Dimensions: [[]], Metrics: [{ Name: 'Healthy', Unit: 'Count' }] },
     ]);
     expect(emfLines[0]).toMatchObject({ Healthy: 1, Failing: {} });
     // It is no HTTP request: no access-log line, no errors.
@@ -204,6 +220,7 @@ describe('Lambda handler', () => {
       REGISTRY_STORAGE: 'filesystem',
       // A root no file system can resolve: storage that fails for any user, root included.
       REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: join(root, 'x'.repeat(300)),
+      REGISTRY_METRICS_NAMESPACE: 'Registry/Test',
     });
     const failing = await handler(SCHEDULED_EVENT, lambdaContext('unhealthy'));
     expect(Object.keys(failing)).toEqual(['storagedriver_filesystem']);

@@ -24,7 +24,7 @@ describe('EMF metrics', () => {
     vi.restoreAllMocks();
   });
 
-  it('writes one line per request, by route and status, by route, and over all routes', () => {
+  it('writes one line per request: requests by route and status, latency and errors by route, all over all', () => {
     const { metrics, lines, parsed } = recording('Registry/Test');
     metrics.request(request);
 
@@ -33,7 +33,20 @@ describe('EMF metrics', () => {
     expect(line?._aws.CloudWatchMetrics).toEqual([
       {
         Namespace: 'Registry/Test',
-        Dimensions: [['Route', 'Status'], ['Route'], []],
+        Dimensions: [['Route', 'Status']],
+        Metrics: [{ Name: 'Requests', Unit: 'Count' }],
+      },
+      {
+        Namespace: 'Registry/Test',
+        Dimensions: [['Route']],
+        Metrics: [
+          { Name: 'Latency', Unit: 'Milliseconds' },
+          { Name: 'Errors', Unit: 'Count' },
+        ],
+      },
+      {
+        Namespace: 'Registry/Test',
+        Dimensions: [[]],
         Metrics: [
           { Name: 'Requests', Unit: 'Count' },
           { Name: 'Errors', Unit: 'Count' },
@@ -84,9 +97,10 @@ describe('EMF metrics', () => {
     });
     const [plain, pushed] = parsed();
     expect(plain).not.toHaveProperty('BlobBytesPushed');
-    expect(plain?._aws.CloudWatchMetrics[0]?.Metrics.map((m) => m.Name)).not.toContain('BlobBytesPushed');
+    expect(plain?._aws.CloudWatchMetrics.at(-1)?.Metrics.map((m) => m.Name)).not.toContain('BlobBytesPushed');
     expect(pushed?.BlobBytesPushed).toBe(7000);
-    expect(pushed?._aws.CloudWatchMetrics[0]?.Metrics).toContainEqual({
+    // Over all routes only: the registry's upload sizes.
+    expect(pushed?._aws.CloudWatchMetrics.at(-1)?.Metrics).toContainEqual({
       Name: 'BlobBytesPushed',
       Unit: 'Bytes',
     });
