@@ -13,7 +13,7 @@ import {
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { createSecureContext, type SecureContextOptions, type TlsOptions } from 'node:tls';
-import { composeRegistry, type Composition } from '../functions/compose.js';
+import { composeRegistry, type Composition, type RuntimeParts } from '../functions/compose.js';
 import { ConfigError, loadConfig, type RegistryConfig } from '../functions/config.js';
 import { checkHealth, HealthMonitor, healthResponse, healthTargets } from '../functions/health.js';
 import { nodeListener } from '../functions/http/node.js';
@@ -25,6 +25,14 @@ const USAGE = `Usage: registry [serve] [CONFIG.yml]
 Runs the registry. Without a configuration file (argument or REGISTRY_CONFIGURATION_PATH) it listens on
 127.0.0.1:5000 and stores in ./data. REGISTRY_<SECTION>_<KEY> variables override any setting,
 e.g. REGISTRY_HTTP_ADDR=0.0.0.0:5000 or REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY=/srv/registry.`;
+
+/** The cloud drivers beyond S3, loaded when configured (the Lambda function has none: see RuntimeParts). */
+const STORAGE_DRIVERS: RuntimeParts['storageDrivers'] = {
+  azure: async (parameters) =>
+    (await import('../functions/storage/azure.js')).azureDriverFromParameters(parameters),
+  gcs: async (parameters) =>
+    (await import('../functions/storage/gcs.js')).gcsDriverFromParameters(parameters),
+};
 
 /** How long a shutdown waits for requests in flight when http.draintimeout is not set. */
 const DEFAULT_DRAIN_MS = 30_000;
@@ -53,7 +61,12 @@ async function main(argv: string[]): Promise<void> {
   const log = jsonLogger(config.log.level, config.log.fields);
   for (const warning of warnings) log.warn(warning);
   const metrics = config.http.debug?.prometheus.enabled ? new PrometheusMetrics() : undefined;
-  const composition = await composeRegistry(config, log, {}, { ...(metrics && { metrics }) });
+  const composition = await composeRegistry(
+    config,
+    log,
+    {},
+    { ...(metrics && { metrics }), storageDrivers: STORAGE_DRIVERS },
+  );
   if (config.auth && !config.http.tls) {
     log.warn(
       'auth is configured without http.tls: passwords and tokens cross the network in clear text unless a ' +

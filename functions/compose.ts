@@ -60,7 +60,16 @@ export interface RuntimeParts {
    * (Lambda), where only sinks that deliver before the response (EventBridge) work. @default true
    */
   deliverInBackground?: boolean;
+  /**
+   * Storage drivers the runtime can load beyond filesystem, inmemory and s3 (the standalone server's
+   * azure and gcs). Passed in rather than imported here, because a bundler copies whatever this module
+   * imports, even lazily, into the bundle: the Lambda function, which stores in S3, carries neither SDK.
+   */
+  storageDrivers?: Partial<Record<'azure' | 'gcs', DriverLoader>>;
 }
+
+/** Makes a driver from its configuration parameters (`storage.<type>`). */
+export type DriverLoader = (parameters: Record<string, unknown>) => Promise<StorageDriver>;
 
 /**
  * Builds the registry a configuration describes. Runtimes may override options the configuration does
@@ -75,7 +84,7 @@ export async function composeRegistry(
 ): Promise<Composition> {
   refuseUnimplemented(config, log);
   const events = await eventSink(config, log, runtime);
-  const storage = await storageDriver(config);
+  const storage = await storageDriver(config, runtime);
   const metadata = await metadataStore(config, storage);
   // The upload service authorizes by signed URL alone (see Registry), so it takes no credentials.
   const { authorizer, tokenEndpoint } = config.uploads.only
@@ -269,7 +278,7 @@ function asConfigError<T>(key: string, parse: () => T): T {
   }
 }
 
-async function storageDriver(config: RegistryConfig): Promise<StorageDriver> {
+async function storageDriver(config: RegistryConfig, runtime: RuntimeParts): Promise<StorageDriver> {
   const driver = config.storage.driver;
   switch (driver.type) {
     case 'filesystem':
@@ -278,10 +287,16 @@ async function storageDriver(config: RegistryConfig): Promise<StorageDriver> {
       return new MemoryDriver();
     case 's3':
       return (await import('./storage/s3.js')).s3DriverFromParameters(driver.parameters);
-    default:
-      throw new ConfigError(
-        `storage.${driver.type}: this storage driver is not available in this version; use filesystem, inmemory or s3`,
-      );
+    default: {
+      const load = runtime.storageDrivers?.[driver.type];
+      if (!load) {
+        throw new ConfigError(
+          `storage.${driver.type}: this storage driver is not available here (the Lambda function stores ` +
+            'in S3); the standalone server has filesystem, inmemory, s3, azure and gcs',
+        );
+      }
+      return load(driver.parameters);
+    }
   }
 }
 

@@ -101,6 +101,24 @@ describe('the registry stack', () => {
       // Minified: long lines (source is about 40 characters a line).
       expect(code.length / code.split('\n').length).toBeGreaterThan(400);
     });
+
+    it('carries no Azure or Google Cloud code: the function stores in S3', () => {
+      const fn = onlyResource(template, 'AWS::Lambda::Function') as { Metadata: Json };
+      const dir = join(registryApp.synth().directory, fn.Metadata['aws:asset:path'] as string);
+      const { sources } = JSON.parse(readFileSync(join(dir, 'index.mjs.map'), 'utf8')) as {
+        sources: string[];
+      };
+      expect(sources.some((source) => source.includes('functions/storage/s3.ts'))).toBe(true);
+      const foreign = sources.filter((source) =>
+        /node_modules\/(@azure\/|@google-cloud\/|google-auth-library\/|gaxios\/)|functions\/storage\/(azure|gcs)/.test(
+          source,
+        ),
+      );
+      expect(foreign).toEqual([]);
+      const code = readFileSync(join(dir, 'index.mjs'), 'utf8');
+      expect(code).not.toContain('blob.core.windows.net');
+      expect(code).not.toContain('storage.googleapis.com');
+    });
   });
 
   describe('the bucket', () => {
