@@ -30,6 +30,7 @@ import {
   type Daemon,
   type ProcessInfo,
 } from './exec.js';
+import { startAzurite } from '../../support/azurite.js';
 import { freePort } from '../../support/registry-process.js';
 import type { AuthMode } from './auth.js';
 import { httpRequestOnce } from './http.js';
@@ -62,6 +63,11 @@ export interface StartOptions {
   webhooks?: readonly string[];
   /** ours only: more environment variables for the server (credentials for EventBridge, say). */
   env?: Record<string, string>;
+  /**
+   * ours only: 'azurite' stores in Azure Blob Storage, on an Azurite started (and stopped) with the
+   * registry, instead of the filesystem; blob GETs then redirect to Azurite with a read-only SAS.
+   */
+  storage?: 'azurite';
 }
 
 /** Authentication for local-aws, as its command line takes it (see bin/local/local-aws-args.ts). */
@@ -129,6 +135,8 @@ export class RegistryUnderTest {
     readonly childProcesses: readonly ProcessInfo[] = [],
     /** The PEM of the CA that signed its certificate when it serves HTTPS. */
     readonly caPem?: string,
+    /** What else the registry runs on (Azurite), stopped after it. */
+    private readonly services: { stop(): Promise<void> }[] = [],
   ) {}
 
   /** local-aws: the child processes still running after stop() (and then killed); otherwise empty. */
@@ -178,7 +186,10 @@ export class RegistryUnderTest {
     if (kind === 'local-aws') return RegistryUnderTest.startLocalAws(options);
     if (
       kind !== 'ours' &&
-      (options.tls !== undefined || options.config !== undefined || options.env !== undefined)
+      (options.tls !== undefined ||
+        options.config !== undefined ||
+        options.env !== undefined ||
+        options.storage !== undefined)
     ) {
       throw new Error(
         `e2e: StartOptions.tls and .config are only for the registry of this project, not ${kind}`,
@@ -189,6 +200,7 @@ export class RegistryUnderTest {
     }
     const dir = await makeTempDir(`registry-${kind}`);
     const dataDir = join(dir, 'data');
+    const services: { stop(): Promise<void> }[] = [];
     const port = await freePort();
     const addr = `127.0.0.1:${port}`;
     const logFile = join(dir, 'registry.log');
@@ -203,7 +215,15 @@ export class RegistryUnderTest {
         );
       }
       const args = ['--enable-source-maps', entry];
-      const { tls, config } = options;
+      const { tls } = options;
+      let { config } = options;
+      if (options.storage === 'azurite') {
+        const azurite = await startAzurite();
+        services.push(azurite);
+        await azurite.createContainer('registry');
+        const storage = { azure: { connectionstring: azurite.connectionString, container: 'registry' } };
+        config = { ...config, storage };
+      }
       if (tls !== undefined || config !== undefined) {
         const configFile = join(dir, 'config.yml');
         const http = { ...(config?.http as object | undefined) };
@@ -215,7 +235,7 @@ export class RegistryUnderTest {
       daemon = startDaemon('registry', process.execPath, args, logFile, {
         ...process.env,
         REGISTRY_HTTP_ADDR: addr,
-        REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: dataDir,
+        ...(options.storage === undefined && { REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: dataDir }),
         REGISTRY_STORAGE_DELETE_ENABLED: 'true',
         REGISTRY_LOG_LEVEL: process.env.E2E_REGISTRY_LOG_LEVEL ?? 'info',
         ...options.env,
@@ -266,6 +286,7 @@ export class RegistryUnderTest {
       );
     } catch (err) {
       await daemon.stop();
+      for (const service of services) await service.stop();
       await removeTempDir(dir);
       throw err;
     }
@@ -278,7 +299,7 @@ export class RegistryUnderTest {
             ca: caPem,
           };
     const proxy = await startRecordingProxy(port, join(dir, 'exchanges.log'), '127.0.0.1', proxyTls);
-    return new RegistryUnderTest(kind, dir, dataDir, daemon, proxy, port, [], caPem);
+    return new RegistryUnderTest(kind, dir, dataDir, daemon, proxy, port, [], caPem, services);
   }
 
   private static async startLocalAws(options: StartOptions): Promise<RegistryUnderTest> {
@@ -371,6 +392,7 @@ export class RegistryUnderTest {
   async stop(): Promise<void> {
     await this.proxy.close();
     await this.daemon.stop();
+    for (const service of this.services) await service.stop();
     if (this.childProcesses.length > 0) this.leftoverProcesses = await stopProcesses(this.childProcesses);
     await removeTempDir(this.dir);
   }
