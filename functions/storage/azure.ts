@@ -57,6 +57,7 @@ import type { TokenCredential } from '@azure/identity';
 import { CheckedDriver } from './checked.js';
 import { InvalidOffsetError, PathNotFoundError, StorageError } from './driver.js';
 import type { FileInfo, FileWriter, StorageDriver } from './driver.js';
+import { forEachLimited } from './limited.js';
 import { azureOptionsFromParameters } from './azure-parameters.js';
 import { ConfigError } from '../config.js';
 
@@ -648,33 +649,6 @@ async function readAll(body: NodeJS.ReadableStream | undefined): Promise<Uint8Ar
     offset += chunk.length;
   }
   return content;
-}
-
-/**
- * Runs task over items, at most limit at a time. After a failure no further item is started; once the
- * running ones have ended, the first failure is thrown.
- */
-async function forEachLimited<T>(
-  items: readonly T[],
-  limit: number,
-  task: (item: T) => Promise<void>,
-): Promise<void> {
-  let next = 0;
-  let failed = false;
-  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (!failed && next < items.length) {
-      const item = items[next++] as T;
-      try {
-        await task(item);
-      } catch (error) {
-        failed = true;
-        throw error;
-      }
-    }
-  });
-  for (const result of await Promise.allSettled(workers)) {
-    if (result.status === 'rejected') throw result.reason;
-  }
 }
 
 /** A StorageDriver ("azure") over an Azure Blob Storage container; see the module comment. */

@@ -43,6 +43,7 @@ import { finished } from 'node:stream/promises';
 import { CheckedDriver } from './checked.js';
 import { InvalidOffsetError, PathNotFoundError, StorageError } from './driver.js';
 import type { FileInfo, FileWriter, StorageDriver } from './driver.js';
+import { forEachLimited } from './limited.js';
 import { gcsOptionsFromParameters } from './gcs-parameters.js';
 
 export { gcsOptionsFromParameters };
@@ -733,33 +734,6 @@ function drained(stream: Writable): Promise<void> {
     stream.on('error', onError);
     stream.on('close', onClose);
   });
-}
-
-/**
- * Runs task over items, at most limit at a time. After a failure no further item is started; once the
- * running ones have ended, the first failure is thrown.
- */
-async function forEachLimited<T>(
-  items: readonly T[],
-  limit: number,
-  task: (item: T) => Promise<void>,
-): Promise<void> {
-  let next = 0;
-  let failed = false;
-  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (!failed && next < items.length) {
-      const item = items[next++] as T;
-      try {
-        await task(item);
-      } catch (error) {
-        failed = true;
-        throw error;
-      }
-    }
-  });
-  for (const result of await Promise.allSettled(workers)) {
-    if (result.status === 'rejected') throw result.reason;
-  }
 }
 
 /** A StorageDriver ("gcs") over a GCS bucket; see the module comment for its layout and costs. */

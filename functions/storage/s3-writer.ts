@@ -51,6 +51,7 @@ import type { S3Client } from '@aws-sdk/client-s3';
 
 import { StorageError } from './driver.js';
 import type { FileWriter } from './driver.js';
+import { forEachLimited } from './limited.js';
 
 export const NAME = 's3';
 const KiB = 1024;
@@ -410,31 +411,4 @@ export function isNotFound(error: unknown): boolean {
   if (!(error instanceof S3ServiceException)) return false;
   if (error.name === 'NoSuchKey' || error.name === 'NotFound') return true;
   return statusOf(error) === 404 && error.name !== 'NoSuchBucket' && error.name !== 'NoSuchUpload';
-}
-
-/**
- * Runs task over items, at most limit at a time. After a failure no further item is started; once the
- * running ones have ended, the first failure is thrown.
- */
-export async function forEachLimited<T>(
-  items: readonly T[],
-  limit: number,
-  task: (item: T) => Promise<void>,
-): Promise<void> {
-  let next = 0;
-  let failed = false;
-  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (!failed && next < items.length) {
-      const item = items[next++] as T;
-      try {
-        await task(item);
-      } catch (error) {
-        failed = true;
-        throw error;
-      }
-    }
-  });
-  for (const result of await Promise.allSettled(workers)) {
-    if (result.status === 'rejected') throw result.reason;
-  }
 }

@@ -27,7 +27,6 @@ import type { FileInfo, FileWriter, StorageDriver } from './driver.js';
 import { s3OptionsFromParameters } from './s3-parameters.js';
 import {
   CONCURRENCY,
-  forEachLimited,
   isNotFound,
   MAX_PARTS,
   MiB,
@@ -37,6 +36,7 @@ import {
   S3Writer,
   statusOf,
 } from './s3-writer.js';
+import { forEachLimited } from './limited.js';
 
 export { PART_SIZE, s3OptionsFromParameters };
 
