@@ -15,7 +15,11 @@
  * @azure/identity is imported only for the last two.
  */
 import { ConfigError } from '../config.js';
+import { optionalString } from './parameters.js';
 import type { AzureDriverOptions } from './azure.js';
+
+/** Where these parameters are in the configuration, for errors that name a key. */
+const SECTION = 'storage.azure';
 
 /** A Microsoft Entra ID identity to authenticate with, made into a TokenCredential by azureOptionsFromParameters. */
 export type AzureIdentity =
@@ -64,7 +68,7 @@ export function azureSettingsFromParameters(parameters: Record<string, unknown>)
       throw new ConfigError(`storage.azure.${key}: unknown parameter`);
     }
   }
-  const container = optionalString(parameters, 'container');
+  const container = optionalString(SECTION, parameters, 'container');
   if (container === undefined || container === '') throw new ConfigError('storage.azure.container: required');
   if (!/^[a-z0-9](?:[a-z0-9]|-(?!-)){1,61}[a-z0-9]$/.test(container)) {
     throw new ConfigError(
@@ -72,7 +76,7 @@ export function azureSettingsFromParameters(parameters: Record<string, unknown>)
         'letters, digits and single hyphens, starting and ending with a letter or digit)',
     );
   }
-  const rootDirectory = optionalString(parameters, 'rootdirectory');
+  const rootDirectory = optionalString(SECTION, parameters, 'rootdirectory');
   if (rootDirectory !== undefined && /\p{Cc}/u.test(rootDirectory)) {
     throw new ConfigError('storage.azure.rootdirectory: control characters are not allowed');
   }
@@ -106,7 +110,7 @@ export async function azureOptionsFromParameters(
 }
 
 function account(parameters: Record<string, unknown>): AzureSettings['account'] {
-  const connectionString = optionalString(parameters, 'connectionstring') || undefined;
+  const connectionString = optionalString(SECTION, parameters, 'connectionstring') || undefined;
   const credentials = credentialParameters(parameters);
   if (connectionString !== undefined) {
     for (const key of ['accountname', 'accountkey', 'credentials', 'serviceurl', 'realm']) {
@@ -121,7 +125,7 @@ function account(parameters: Record<string, unknown>): AzureSettings['account'] 
     return { connectionString };
   }
 
-  const accountName = optionalString(parameters, 'accountname');
+  const accountName = optionalString(SECTION, parameters, 'accountname');
   if (accountName === undefined || accountName === '') {
     throw new ConfigError('storage.azure.accountname: required (or storage.azure.connectionstring)');
   }
@@ -131,7 +135,7 @@ function account(parameters: Record<string, unknown>): AzureSettings['account'] 
     );
   }
   const serviceURL = serviceURLOf(parameters, accountName);
-  const accountKey = optionalString(parameters, 'accountkey') || undefined;
+  const accountKey = optionalString(SECTION, parameters, 'accountkey') || undefined;
   if (accountKey !== undefined && !/^[A-Za-z0-9+/]+={0,2}$/.test(accountKey)) {
     throw new ConfigError('storage.azure.accountkey: expected a base64 key');
   }
@@ -208,7 +212,7 @@ function credentialParameters(parameters: Record<string, unknown>): {
     }
   }
   const value = (key: string): string | undefined =>
-    optionalString(credentials, key, 'storage.azure.credentials') || undefined;
+    optionalString(`${SECTION}.credentials`, credentials, key) || undefined;
   const type = value('type');
   if (type !== undefined && !(CREDENTIAL_TYPES as readonly string[]).includes(type)) {
     throw new ConfigError(
@@ -226,9 +230,9 @@ function credentialParameters(parameters: Record<string, unknown>): {
 
 /** `serviceurl` (an http or https URL, without a trailing slash), else https://<account>.blob.<realm>. */
 function serviceURLOf(parameters: Record<string, unknown>, accountName: string): string {
-  const serviceURL = optionalString(parameters, 'serviceurl') || undefined;
+  const serviceURL = optionalString(SECTION, parameters, 'serviceurl') || undefined;
   if (serviceURL === undefined) {
-    const realm = optionalString(parameters, 'realm') || DEFAULT_REALM;
+    const realm = optionalString(SECTION, parameters, 'realm') || DEFAULT_REALM;
     if (
       !/^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$/.test(realm)
     ) {
@@ -282,17 +286,4 @@ function checkConnectionString(connectionString: string): void {
   if (fields.get('accountkey') && !fields.get('accountname')) {
     throw new ConfigError('storage.azure.connectionstring: AccountKey needs AccountName');
   }
-}
-
-/** parameters[key] as a string (numbers, as YAML may give them, too), undefined when absent. */
-function optionalString(
-  parameters: Record<string, unknown>,
-  key: string,
-  section = 'storage.azure',
-): string | undefined {
-  const value = parameters[key];
-  if (value === undefined || value === null) return undefined;
-  if (typeof value === 'string') return value.trim();
-  if (typeof value === 'number' && Number.isFinite(value)) return String(value);
-  throw new ConfigError(`${section}.${key}: expected a string, got ${JSON.stringify(value)}`);
 }

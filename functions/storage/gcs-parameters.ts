@@ -2,7 +2,11 @@
 import { readFileSync } from 'node:fs';
 
 import { ConfigError } from '../config.js';
+import { optionalString } from './parameters.js';
 import type { GcsDriverOptions } from './gcs.js';
+
+/** Where these parameters are in the configuration, for errors that name a key. */
+const SECTION = 'storage.gcs';
 
 /** The `storage.gcs` keys of distribution that this driver accepts and ignores. */
 const IGNORED_PARAMETERS = new Set(['useragent', 'maxconcurrency']);
@@ -28,20 +32,20 @@ export function gcsOptionsFromParameters(parameters: Record<string, unknown>): G
       throw new ConfigError(`storage.gcs.${key}: unknown parameter`);
     }
   }
-  const bucket = optionalString(parameters, 'bucket');
+  const bucket = optionalString(SECTION, parameters, 'bucket');
   if (bucket === undefined || bucket === '') throw new ConfigError('storage.gcs.bucket: required');
   if (!isBucketName(bucket)) {
     throw new ConfigError(`storage.gcs.bucket: invalid bucket name ${JSON.stringify(bucket)}`);
   }
 
-  const keyFilename = optionalString(parameters, 'keyfile') || undefined;
+  const keyFilename = optionalString(SECTION, parameters, 'keyfile') || undefined;
   const credentials = serviceAccount(parameters.credentials);
   if (keyFilename !== undefined && credentials !== undefined) {
     throw new ConfigError('storage.gcs.credentials: give keyfile or credentials, not both');
   }
   if (keyFilename !== undefined) checkKeyFile(keyFilename);
 
-  const endpoint = optionalString(parameters, 'endpoint') || undefined;
+  const endpoint = optionalString(SECTION, parameters, 'endpoint') || undefined;
   if (endpoint !== undefined) {
     let url: URL | undefined;
     try {
@@ -64,7 +68,7 @@ export function gcsOptionsFromParameters(parameters: Record<string, unknown>): G
     );
   }
 
-  const rootDirectory = optionalString(parameters, 'rootdirectory');
+  const rootDirectory = optionalString(SECTION, parameters, 'rootdirectory');
   if (rootDirectory !== undefined && /\p{Cc}/u.test(rootDirectory)) {
     throw new ConfigError('storage.gcs.rootdirectory: control characters are not allowed');
   }
@@ -152,15 +156,6 @@ function checkKeyFile(path: string): void {
       `storage.gcs.keyfile: ${path} is a service account key without client_email and private_key`,
     );
   }
-}
-
-/** parameters[key] as a string (numbers, as YAML may give them, too), undefined when absent. */
-function optionalString(parameters: Record<string, unknown>, key: string): string | undefined {
-  const value = parameters[key];
-  if (value === undefined || value === null) return undefined;
-  if (typeof value === 'string') return value.trim();
-  if (typeof value === 'number' && Number.isFinite(value)) return String(value);
-  throw new ConfigError(`storage.gcs.${key}: expected a string, got ${JSON.stringify(value)}`);
 }
 
 /** parameters[key] as a safe integer (a number, or a string of digits), undefined when absent. */

@@ -1,6 +1,10 @@
 /** The mapping of distribution's `storage.s3` parameters to S3DriverOptions (s3DriverFromParameters is in s3.ts). */
 import { ConfigError } from '../config.js';
+import { optionalString } from './parameters.js';
 import type { S3DriverOptions } from './s3.js';
+
+/** Where these parameters are in the configuration, for errors that name a key. */
+const SECTION = 'storage.s3';
 
 /** The `storage.s3` keys of distribution that this driver accepts and ignores. */
 const IGNORED_PARAMETERS = new Set([
@@ -39,13 +43,13 @@ export function s3OptionsFromParameters(parameters: Record<string, unknown>): S3
       throw new ConfigError(`storage.s3.${key}: unknown parameter`);
     }
   }
-  const bucket = optionalString(parameters, 'bucket');
+  const bucket = optionalString(SECTION, parameters, 'bucket');
   if (bucket === undefined || bucket === '') throw new ConfigError('storage.s3.bucket: required');
   if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket)) {
     throw new ConfigError(`storage.s3.bucket: invalid bucket name ${JSON.stringify(bucket)}`);
   }
 
-  const endpoint = optionalString(parameters, 'regionendpoint') || undefined;
+  const endpoint = optionalString(SECTION, parameters, 'regionendpoint') || undefined;
   if (endpoint !== undefined) {
     let url: URL | undefined;
     try {
@@ -61,7 +65,7 @@ export function s3OptionsFromParameters(parameters: Record<string, unknown>): S3
   }
 
   const region =
-    optionalString(parameters, 'region') ||
+    optionalString(SECTION, parameters, 'region') ||
     process.env.AWS_REGION ||
     (endpoint === undefined ? undefined : 'us-east-1');
   if (region === undefined) {
@@ -71,8 +75,8 @@ export function s3OptionsFromParameters(parameters: Record<string, unknown>): S3
     throw new ConfigError(`storage.s3.region: invalid region ${JSON.stringify(region)}`);
   }
 
-  const accessKeyId = optionalString(parameters, 'accesskey') || undefined;
-  const secretAccessKey = optionalString(parameters, 'secretkey') || undefined;
+  const accessKeyId = optionalString(SECTION, parameters, 'accesskey') || undefined;
+  const secretAccessKey = optionalString(SECTION, parameters, 'secretkey') || undefined;
   if (accessKeyId !== undefined && secretAccessKey === undefined) {
     throw new ConfigError('storage.s3.secretkey: required with storage.s3.accesskey');
   }
@@ -80,7 +84,7 @@ export function s3OptionsFromParameters(parameters: Record<string, unknown>): S3
     throw new ConfigError('storage.s3.accesskey: required with storage.s3.secretkey');
   }
 
-  const rootDirectory = optionalString(parameters, 'rootdirectory');
+  const rootDirectory = optionalString(SECTION, parameters, 'rootdirectory');
   if (rootDirectory !== undefined && /\p{Cc}/u.test(rootDirectory)) {
     throw new ConfigError(`storage.s3.rootdirectory: control characters are not allowed`);
   }
@@ -96,15 +100,6 @@ export function s3OptionsFromParameters(parameters: Record<string, unknown>): S3
         : undefined,
     rootDirectory,
   };
-}
-
-/** parameters[key] as a string (numbers, as YAML may give them, too), undefined when absent. */
-function optionalString(parameters: Record<string, unknown>, key: string): string | undefined {
-  const value = parameters[key];
-  if (value === undefined || value === null) return undefined;
-  if (typeof value === 'string') return value.trim();
-  if (typeof value === 'number' && Number.isFinite(value)) return String(value);
-  throw new ConfigError(`storage.s3.${key}: expected a string, got ${JSON.stringify(value)}`);
 }
 
 /** parameters[key] as a boolean: true/false, or a string Go's strconv.ParseBool accepts. */
