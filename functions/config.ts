@@ -565,7 +565,7 @@ function resolveConfig(d: Decoded, ctx: Context): RegistryConfig {
     storage: {
       driver,
       delete: d.storage.delete,
-      redirect: d.storage.redirect,
+      redirect: resolveRedirect(d.storage.redirect, driver, ctx),
       maintenance: d.storage.maintenance,
     },
     metadata: d.metadata.dynamodb ? { type: 'dynamodb', ...d.metadata.dynamodb } : { type: 'storage' },
@@ -601,6 +601,22 @@ function resolveUploads(d: Decoded, ctx: Context): RegistryConfig['uploads'] {
     throw configError(ctx, 'uploads.urlexpiry: at least 1m, so that a client can start its upload');
   }
   return uploads;
+}
+
+/** GCS refuses to sign a URL for longer than 7 days: say so at start, not on every blob GET. */
+function resolveRedirect(
+  redirect: Decoded['storage']['redirect'],
+  driver: StorageDriverConfig,
+  ctx: Context,
+): RegistryConfig['storage']['redirect'] {
+  const week = 7 * 24 * 3_600_000;
+  if (driver.type === 'gcs' && !redirect.disable && redirect.expiryMs > week) {
+    throw configError(
+      ctx,
+      'storage.redirect.expiry: Google Cloud Storage signs URLs for at most 7 days (168h)',
+    );
+  }
+  return redirect;
 }
 
 function resolveNotifications(

@@ -595,6 +595,19 @@ describe('loadConfig auth and access sections', () => {
   });
 });
 
+describe('storage.redirect.expiry with gcs', () => {
+  it('is refused beyond the 7 days GCS signs URLs for', async () => {
+    const gcs = 'version: 0.1\nstorage:\n  gcs: {bucket: b}\n  redirect:\n';
+    await expect(load(`${gcs}    expiry: 169h\n`)).rejects.toThrow(
+      'storage.redirect.expiry: Google Cloud Storage signs URLs for at most 7 days (168h)',
+    );
+    expect((await load(`${gcs}    expiry: 168h\n`)).config.storage.redirect.expiryMs).toBe(168 * 3_600_000);
+    expect((await load(`${gcs}    expiry: 169h\n    disable: true\n`)).config.storage.redirect.disable).toBe(
+      true,
+    );
+  });
+});
+
 describe('composing notifications', () => {
   it('refuses webhooks where the process may freeze between requests (Lambda)', async () => {
     const { config } = await load(
