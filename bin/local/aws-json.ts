@@ -157,8 +157,8 @@ function parseAmzDate(text: string): Date | undefined {
 
 type SourceData = string | ArrayBuffer | ArrayBufferView;
 
-/** SHA-256 and HMAC-SHA-256 from node:crypto, in the shape the signer asks for. */
-class Sha256 {
+/** SHA-256 and HMAC-SHA-256 from node:crypto, in the shape @smithy/signature-v4 asks for. */
+export class Sha256 {
   readonly #hash;
   constructor(secret?: SourceData) {
     this.#hash = secret === undefined ? createHash('sha256') : createHmac('sha256', bytes(secret));

@@ -79,7 +79,7 @@ export class EdgeFunctionValidationError extends Error {
   override readonly name = 'EdgeFunctionValidationError';
 }
 
-export type Digest = ReturnType<typeof createHash> | ReturnType<typeof createHmac>;
+type Digest = ReturnType<typeof createHash> | ReturnType<typeof createHmac>;
 
 const MODULES = new Set(['cloudfront', 'crypto']);
 const HASHES = new Set(['md5', 'sha1', 'sha256']);

@@ -18,7 +18,7 @@
  *
  * `stats` counts requests and body bytes per origin, so tests can see which way the bytes went.
  */
-import { createHash, createHmac, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import {
   createServer,
@@ -37,7 +37,6 @@ import {
   checkRequest,
   checkResponse,
   compileEdgeFunction,
-  type Digest,
   disallowed,
   type EdgeEvent,
   type EdgeFields,
@@ -52,6 +51,7 @@ import {
   serializeQuery,
   values,
 } from './cloudfront-functions.js';
+import { Sha256 } from './aws-json.js';
 import { parseAddr } from './free-port.js';
 
 // ---------------------------------------------------------------------------------------------------
@@ -524,27 +524,4 @@ function cloudFrontError(res: ServerResponse, status: number, reason: string): v
     'x-cache': 'Error from cloudfront',
   });
   res.end(body);
-}
-
-type SourceData = string | ArrayBuffer | ArrayBufferView;
-
-/** SHA-256 for @smithy/signature-v4 (a hash, or an HMAC when given a key). */
-class Sha256 {
-  readonly #hash: Digest;
-  constructor(secret?: SourceData) {
-    this.#hash = secret === undefined ? createHash('sha256') : createHmac('sha256', bytes(secret));
-  }
-  update(data: SourceData): void {
-    this.#hash.update(bytes(data));
-  }
-  digest(): Promise<Uint8Array> {
-    return Promise.resolve(new Uint8Array(this.#hash.digest()));
-  }
-}
-
-function bytes(data: SourceData): string | Uint8Array {
-  if (typeof data === 'string') return data;
-  return ArrayBuffer.isView(data)
-    ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
-    : new Uint8Array(data);
 }
