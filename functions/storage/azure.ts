@@ -6,9 +6,11 @@
  *
  * - putContent is one Put Blob (atomic); getContent and reader are one Get Blob (with a Range), read as a
  *   pull-based stream; stat is a Get Blob Properties, or for a "directory" a one-blob listing below it;
- *   list is a listing by hierarchy with the delimiter "/"; move is a Copy Blob (waited for) then a Delete
- *   Blob; delete removes one blob and every blob below the path, uncommitted ones (a writer's staged
- *   blocks) included; redirectURL is a read-only blob SAS (see redirectURL).
+ *   list is a listing by hierarchy with the delimiter "/"; walk is a flat listing, a page at a time (List
+ *   Blobs has no start-after, so a walk resumed with startAfter pages through the names before it
+ *   without yielding them); move is a Copy Blob (waited for) then a Delete Blob; delete removes one blob
+ *   and every blob below the path, uncommitted ones (a writer's staged blocks) included; redirectURL is a
+ *   read-only blob SAS (see redirectURL).
  *
  * Writers. A writer buffers up to a block (8 MiB) and stages each full buffer as the next block of the
  * file's block blob (Put Block); close() stages what is buffered as a last, smaller block (never an empty
@@ -55,8 +57,8 @@ import {
 import type { TokenCredential } from '@azure/identity';
 
 import { CheckedDriver } from './checked.js';
-import { InvalidOffsetError, PathNotFoundError, StorageError } from './driver.js';
-import type { FileInfo, FileWriter, StorageDriver } from './driver.js';
+import { InvalidOffsetError, isValidPath, PathNotFoundError, StorageError } from './driver.js';
+import type { FileInfo, FileWriter, StorageDriver, WalkOptions } from './driver.js';
 import { forEachLimited } from './limited.js';
 import { azureOptionsFromParameters } from './azure-parameters.js';
 import { ConfigError } from '../config.js';
@@ -290,6 +292,32 @@ class AzureBackend implements StorageDriver {
     }
     if (children.size === 0) throw new PathNotFoundError(NAME, path);
     return [...children].sort();
+  }
+
+  async *walk(path: string, { startAfter }: WalkOptions = {}): AsyncIterable<FileInfo> {
+    const prefix = path === '/' ? this.#root : `${this.#key(path)}/`;
+    try {
+      // Committed blobs only (a writer's staged blocks are not listed), in name order, a page at a time.
+      const pages = this.container
+        .listBlobsFlat(prefix === '' ? {} : { prefix })
+        .byPage({ maxPageSize: 5000 });
+      for await (const page of pages) {
+        const files: FileInfo[] = [];
+        for (const { name, properties } of page.segment.blobItems) {
+          const found = `/${name.slice(this.#root.length)}`;
+          if (!isValidPath(found) || (startAfter !== undefined && found <= startAfter)) continue;
+          files.push({
+            path: found,
+            size: properties.contentLength ?? 0,
+            modTime: properties.lastModified,
+            isDir: false,
+          });
+        }
+        yield* files;
+      }
+    } catch (error) {
+      throw failure(error, path);
+    }
   }
 
   async move(source: string, dest: string): Promise<void> {

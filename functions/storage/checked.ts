@@ -13,6 +13,7 @@ import {
   type FileInfo,
   type FileWriter,
   type StorageDriver,
+  type WalkOptions,
 } from './driver.js';
 
 /** Wraps driver so that it is used only through the shared checks; a driver already wrapped is returned as is. */
@@ -73,6 +74,39 @@ export class CheckedDriver implements StorageDriver {
       checkPath(this.name, path, { allowRoot: true });
       return this.#backend.list(path);
     });
+  }
+
+  async *walk(path: string, options: WalkOptions = {}): AsyncIterable<FileInfo> {
+    const { startAfter } = options;
+    try {
+      checkPath(this.name, path, { allowRoot: true });
+      if (startAfter !== undefined) checkPath(this.name, startAfter, { allowRoot: true });
+    } catch (error) {
+      throw toStorageError(this.name, `walk ${path}`, error);
+    }
+    const iterator = this.#backend
+      .walk(path, startAfter === undefined ? {} : { startAfter })
+      [Symbol.asyncIterator]();
+    let finished = false;
+    try {
+      for (;;) {
+        let next: IteratorResult<FileInfo>;
+        try {
+          next = await iterator.next();
+        } catch (error) {
+          finished = true;
+          throw toStorageError(this.name, `walk ${path}`, error);
+        }
+        if (next.done === true) {
+          finished = true;
+          return;
+        }
+        yield next.value;
+      }
+    } finally {
+      // The consumer stopped early: let the backend release what it holds (an open directory, a listing).
+      if (!finished) await iterator.return?.();
+    }
   }
 
   move(source: string, dest: string): Promise<void> {

@@ -42,6 +42,17 @@ export interface StorageDriver {
    */
   list(path: string): Promise<string[]>;
 
+  /**
+   * Every file below the directory at path, recursively, in lexical (code point) order of the full path:
+   * files only (isDir false), each with its size and modTime (metadata is not filled in). With startAfter
+   * (a full path; it need not exist), only the files whose paths are greater than it, to resume an
+   * interrupted walk. Nothing below path (a missing path, or a file) yields nothing, without an error. The
+   * root "/" walks everything. What list hides, walk hides too: files a writer closed but did not commit,
+   * on drivers that keep those unreadable, and the drivers' own hidden objects. Files are fetched as the
+   * iteration proceeds (a page of a listing, or a directory, at a time), never collected first.
+   */
+  walk(path: string, options?: WalkOptions): AsyncIterable<FileInfo>;
+
   /** Moves the file at source to dest, replacing dest. Throws PathNotFoundError if source does not exist. */
   move(source: string, dest: string): Promise<void>;
 
@@ -56,6 +67,11 @@ export interface StorageDriver {
     path: string,
     options: { method: 'GET' | 'HEAD'; expiresInSeconds?: number },
   ): Promise<string | undefined>;
+}
+
+export interface WalkOptions {
+  /** Only files whose full paths are greater than this full path (code point order). */
+  startAfter?: string;
 }
 
 export interface FileWriter {
@@ -128,7 +144,13 @@ const PATH = /^(\/[A-Za-z0-9._-]+)+$/;
 /** Refuses any path that is not absolute, has empty, "." or ".." segments, or characters outside [A-Za-z0-9._-]. */
 export function checkPath(driver: string, path: string, { allowRoot = false } = {}): void {
   if (allowRoot && path === '/') return;
-  if (!PATH.test(path) || path.split('/').some((segment) => segment === '.' || segment === '..')) {
-    throw new InvalidPathError(driver, path);
-  }
+  if (!isValidPath(path)) throw new InvalidPathError(driver, path);
+}
+
+/**
+ * Whether checkPath accepts path (the root aside). Listings use it to leave out what no path can name: the
+ * drivers' own objects ("~appends/…", "~tmp-…") and foreign keys (empty segments, other characters).
+ */
+export function isValidPath(path: string): boolean {
+  return PATH.test(path) && !path.split('/').some((segment) => segment === '.' || segment === '..');
 }

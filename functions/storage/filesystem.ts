@@ -8,7 +8,9 @@
  *   O_TRUNC; a later writer(path, true), in this process or another, continues after the bytes on disk.
  *   commit() fsyncs; cancel() removes the file.
  * - Temporary files are named "~tmp-<uuid>": "~" is outside the path alphabet, so no registry path
- *   can name them, and list hides every directory entry that is not a valid path segment.
+ *   can name them, and list and walk hide every directory entry that is not a valid path segment.
+ * - walk reads one directory at a time, sorted so that the order is that of the full paths (a directory
+ *   "a" sorts as "a/", after "a-b" and "a.b" and before "a0"), and stats each file as it is reached.
  * - delete and move prune the directories they leave empty, up to (not including) the root, so that
  *   a directory exists only while a file lies below it, as in an object store.
  *
@@ -24,7 +26,7 @@
  * RESOLVE_BENEATH to close that window).
  */
 import { randomUUID } from 'node:crypto';
-import { constants, type Stats } from 'node:fs';
+import { constants, type Dirent, type Stats } from 'node:fs';
 import {
   lstat,
   mkdir,
@@ -41,7 +43,7 @@ import { basename, dirname, join, resolve, sep } from 'node:path';
 
 import { CheckedDriver } from './checked.js';
 import { InvalidOffsetError, PathNotFoundError, StorageError } from './driver.js';
-import type { FileInfo, FileWriter, StorageDriver } from './driver.js';
+import type { FileInfo, FileWriter, StorageDriver, WalkOptions } from './driver.js';
 
 const NAME = 'filesystem';
 const CHUNK = 256 * 1024;
@@ -183,6 +185,89 @@ class FilesystemBackend implements StorageDriver {
       .sort();
     if (children.length === 0) throw new PathNotFoundError(NAME, path);
     return children;
+  }
+
+  async *walk(path: string, { startAfter }: WalkOptions = {}): AsyncIterable<FileInfo> {
+    let directory: string;
+    try {
+      directory = await this.#existing(path);
+    } catch (error) {
+      if (error instanceof PathNotFoundError) return;
+      throw error;
+    }
+    yield* this.#walkDirectory(directory, path === '/' ? '' : path, startAfter, new Set([directory]));
+  }
+
+  /**
+   * The files below directory (resolved, inside the root), whose path is base, in code point order of their
+   * paths: the entries are sorted with "/" after each directory's name, as it is in the paths below it
+   * ("a-b" < "a.b" < "a/…" < "a0"), and each directory is walked when its turn comes. Symlinks inside the
+   * root are followed, except to a directory being walked (a cycle); those leading out are left out.
+   */
+  async *#walkDirectory(
+    directory: string,
+    base: string,
+    startAfter: string | undefined,
+    ancestors: ReadonlySet<string>,
+  ): AsyncGenerator<FileInfo> {
+    let dirents: Dirent[];
+    try {
+      dirents = await readdir(directory, { withFileTypes: true });
+    } catch (error) {
+      if (hasCode(error, ['ENOENT', 'ENOTDIR'])) return; // Deleted meanwhile, or a file.
+      throw error;
+    }
+    const entries: { name: string; key: string; location: string; isDir: boolean }[] = [];
+    for (const dirent of dirents) {
+      const name = dirent.name;
+      if (!SEGMENT.test(name) || name === '.' || name === '..') continue; // Temporary files, foreign names.
+      let location = join(directory, name);
+      let isDir = dirent.isDirectory();
+      if (dirent.isSymbolicLink()) {
+        const target = await this.#symlinkTarget(location);
+        if (target === undefined) continue;
+        location = target.location;
+        isDir = target.isDir;
+      } else if (!isDir && !dirent.isFile()) {
+        continue; // A socket, a FIFO, a device.
+      }
+      if (isDir && ancestors.has(location)) continue;
+      entries.push({ name, key: isDir ? `${name}/` : name, location, isDir });
+    }
+    entries.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    for (const { name, location, isDir } of entries) {
+      const path = `${base}/${name}`;
+      if (isDir) {
+        // Every path below lies between path + "/" and path + "0" ("0" follows "/"): skip what is all behind.
+        if (startAfter !== undefined && startAfter >= `${path}0`) continue;
+        yield* this.#walkDirectory(location, path, startAfter, new Set([...ancestors, location]));
+        continue;
+      }
+      if (startAfter !== undefined && path <= startAfter) continue;
+      let info: Stats;
+      try {
+        info = await stat(location);
+      } catch (error) {
+        if (hasCode(error, ['ENOENT', 'ENOTDIR'])) continue; // Deleted meanwhile.
+        throw error;
+      }
+      if (info.isFile()) yield { path, size: info.size, modTime: info.mtime, isDir: false };
+    }
+  }
+
+  /** Where a symlink found while walking leads, if it resolves inside the root to a file or directory. */
+  async #symlinkTarget(link: string): Promise<{ location: string; isDir: boolean } | undefined> {
+    try {
+      const realRoot = await this.#resolvedRoot(false);
+      const location = await realpath(link);
+      if (!this.#inside(realRoot, location)) return undefined;
+      const info = await stat(location);
+      if (info.isDirectory()) return { location, isDir: true };
+      return info.isFile() ? { location, isDir: false } : undefined;
+    } catch (error) {
+      if (hasCode(error, ['ENOENT', 'ENOTDIR', 'ELOOP'])) return undefined; // Dangling, or a loop.
+      throw error;
+    }
   }
 
   async move(source: string, dest: string): Promise<void> {

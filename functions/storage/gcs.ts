@@ -21,7 +21,8 @@
  *
  * Other operations: putContent is one multipart upload (not resumable), so it is atomic; reader is a
  * media GET with a Range, streamed with backpressure; stat reads the object's metadata, or for a
- * "directory" lists one object below it; list is a paginated listing with delimiter "/"; move is a
+ * "directory" lists one object below it; list is a paginated listing with delimiter "/"; walk is a
+ * paginated listing without one (from startOffset when resuming), a page at a time; move is a
  * rewrite (copy) then a delete; delete removes one object, or every object below a prefix, and the parts
  * of writers of those paths. redirectURL signs a V4 URL: GET with the SDK's getSignedUrl, HEAD with
  * signedUrlV4 below (the SDK signs no HEAD). Signing needs a service account: with a key (keyfile or
@@ -41,8 +42,8 @@ import type { Readable, Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 
 import { CheckedDriver } from './checked.js';
-import { InvalidOffsetError, PathNotFoundError, StorageError } from './driver.js';
-import type { FileInfo, FileWriter, StorageDriver } from './driver.js';
+import { InvalidOffsetError, isValidPath, PathNotFoundError, StorageError } from './driver.js';
+import type { FileInfo, FileWriter, StorageDriver, WalkOptions } from './driver.js';
 import { forEachLimited } from './limited.js';
 import { gcsOptionsFromParameters } from './gcs-parameters.js';
 
@@ -219,6 +220,27 @@ class GcsBackend implements StorageDriver {
     return [...children].sort();
   }
 
+  async *walk(path: string, { startAfter }: WalkOptions = {}): AsyncIterable<FileInfo> {
+    const prefix = path === '/' ? this.#root : `${this.#key(path)}/`;
+    // startOffset is inclusive: startAfter itself, if it is an object, is left out below.
+    const startOffset = startAfter === undefined ? undefined : this.#key(startAfter);
+    for await (const { files } of this.#pages(prefix, undefined, path, startOffset)) {
+      const found: FileInfo[] = [];
+      for (const file of files) {
+        const filePath = `/${file.name.slice(this.#root.length)}`;
+        // Writers' parts and a commit's intermediates ("~appends/…", when walking "/") are no paths.
+        if (!isValidPath(filePath) || (startAfter !== undefined && filePath <= startAfter)) continue;
+        found.push({
+          path: filePath,
+          size: Number(file.metadata.size ?? 0),
+          modTime: dateOf(file.metadata.updated),
+          isDir: false,
+        });
+      }
+      yield* found;
+    }
+  }
+
   async move(source: string, dest: string): Promise<void> {
     if (source === dest) {
       await this.#metadata(source);
@@ -376,6 +398,19 @@ class GcsBackend implements StorageDriver {
     path: string,
     page: (files: File[], prefixes: string[]) => void,
   ): Promise<void> {
+    for await (const { files, prefixes } of this.#pages(prefix, delimiter, path)) page(files, prefixes);
+  }
+
+  /**
+   * The pages of a listing of prefix, in name order, each fetched when the previous one is consumed; from
+   * startOffset (inclusive) when given.
+   */
+  async *#pages(
+    prefix: string,
+    delimiter: string | undefined,
+    path: string,
+    startOffset?: string,
+  ): AsyncGenerator<{ files: File[]; prefixes: string[] }> {
     let pageToken: string | undefined;
     do {
       let files: File[];
@@ -384,6 +419,7 @@ class GcsBackend implements StorageDriver {
         [files, , response] = await this.bucket.getFiles({
           prefix,
           ...(delimiter !== undefined && { delimiter }),
+          ...(startOffset !== undefined && { startOffset }),
           autoPaginate: false,
           maxResults: 1000,
           ...(pageToken !== undefined && { pageToken }),
@@ -392,7 +428,7 @@ class GcsBackend implements StorageDriver {
         throw translate(error, path);
       }
       const { prefixes, nextPageToken } = listing(response);
-      page(files, prefixes);
+      yield { files, prefixes };
       pageToken = nextPageToken;
     } while (pageToken !== undefined);
   }

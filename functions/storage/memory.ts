@@ -6,7 +6,7 @@
  */
 import { CheckedDriver } from './checked.js';
 import { InvalidOffsetError, PathNotFoundError, StorageError } from './driver.js';
-import type { FileInfo, FileWriter, StorageDriver } from './driver.js';
+import type { FileInfo, FileWriter, StorageDriver, WalkOptions } from './driver.js';
 
 const NAME = 'inmemory';
 const CHUNK = 64 * 1024;
@@ -136,6 +136,31 @@ class MemoryBackend implements StorageDriver {
     }
     if (children.size === 0) throw new PathNotFoundError(NAME, path);
     return Promise.resolve([...children].sort());
+  }
+
+  walk(path: string, { startAfter }: WalkOptions = {}): AsyncIterable<FileInfo> {
+    const prefix = path === '/' ? '/' : `${path}/`;
+    const files = this.#files;
+    function* found(): Generator<FileInfo> {
+      const paths = [...files.keys()]
+        .filter((key) => key.startsWith(prefix) && (startAfter === undefined || key > startAfter))
+        .sort();
+      for (const key of paths) {
+        // Taken when reached, so that a file deleted meanwhile is left out, as a listing would.
+        const file = files.get(key);
+        if (file !== undefined) yield { path: key, size: file.size, modTime: file.modTime, isDir: false };
+      }
+    }
+    // Nothing to wait for: a synchronous generator behind the asynchronous interface.
+    return {
+      [Symbol.asyncIterator]: () => {
+        const iterator = found();
+        return {
+          next: () => Promise.resolve(iterator.next()),
+          return: () => Promise.resolve(iterator.return(undefined)),
+        };
+      },
+    };
   }
 
   move(source: string, dest: string): Promise<void> {

@@ -27,8 +27,10 @@
  * Contract difference: the bytes of a writer that was closed but not committed are in an incomplete
  * multipart upload, which S3 cannot read. They are resumed by writer(path, true) (whose size counts
  * them) but are readable at the path only once committed: getContent, reader and stat report
- * PathNotFoundError until then. delete removes them (and aborts the upload) with the rest of a path, and
- * does not report PathNotFoundError for a path that holds nothing else.
+ * PathNotFoundError until then. delete removes them with the rest of a path (deleting a directory aborts
+ * every upload below it: those ListMultipartUploads lists, and those named by the writer states it deletes,
+ * read first), and does not report PathNotFoundError for a path that holds nothing else. walk, like list,
+ * does not show them.
  *
  * Limits: 10,000 parts of 5 MiB, so a file written through a writer is at most 48.8 GiB (putContent and
  * move are not limited so). A crash between creating a multipart upload and storing the state leaves an
@@ -64,6 +66,8 @@ export const MAX_PARTS = 10_000;
 /** How many aborts or part copies run at once. */
 export const CONCURRENCY = 8;
 const STATE_VERSION = 1;
+/** How much of a state object stateUploadId reads: enough for its version and upload id. */
+const STATE_PEEK = 4 * KiB;
 const CONTENT_TYPE = 'application/octet-stream';
 
 /** What a writer stores when closed: the multipart upload so far. The tail bytes follow it in the object. */
@@ -213,6 +217,29 @@ export class S3Bucket {
     return { state, tail };
   }
 
+  /**
+   * The multipart upload a stored writer state names, or undefined (no state, or no part uploaded yet).
+   * Reads only the start of the state object (a ranged GetObject): the JSON line begins with v and
+   * uploadId (see close), so the id is there even when the list of parts is long.
+   */
+  protected async stateUploadId(stateKey: string): Promise<string | undefined> {
+    let start: string;
+    try {
+      const response = await this.client.send(
+        new GetObjectCommand({ Bucket: this.bucket, Key: stateKey, Range: `bytes=0-${STATE_PEEK - 1}` }),
+      );
+      start = (await response.Body?.transformToString()) ?? '';
+    } catch (error) {
+      if (isNotFound(error)) return undefined; // Committed or cancelled meanwhile.
+      throw error;
+    }
+    const line = start.split('\n', 1)[0] ?? '';
+    const match = /"uploadId":("(?:[^"\\]|\\.)*")/.exec(line);
+    if (match?.[1] === undefined) return undefined;
+    const uploadId: unknown = JSON.parse(match[1]);
+    return typeof uploadId === 'string' && uploadId !== '' ? uploadId : undefined;
+  }
+
   /** The multipart uploads of key (and, with below, of every key below key + "/"). */
   protected async uploadsOf(key: string, below: boolean): Promise<{ key: string; uploadId: string }[]> {
     const uploads: { key: string; uploadId: string }[] = [];
@@ -307,6 +334,7 @@ export class S3Writer implements FileWriter {
     await this.backend.storeState(
       this.stateKey,
       {
+        // v and uploadId first: S3Bucket.stateUploadId reads only the start of the state.
         v: STATE_VERSION,
         uploadId: this.#uploadId,
         parts: this.#etags.map((etag, index) => [etag, this.#sizes[index] ?? 0]),

@@ -5,6 +5,7 @@
  *
  * - putContent is one PutObject (atomic); reader is a GetObject with a Range; stat is a HeadObject, or for
  *   a "directory" a one-key ListObjectsV2 below it; list is a paginated ListObjectsV2 with Delimiter "/";
+ *   walk is a paginated ListObjectsV2 without a delimiter (StartAfter for startAfter), a page at a time;
  *   move is CopyObject (UploadPartCopy in parts above 5 GiB, S3's CopyObject limit) then DeleteObject;
  *   delete removes one object, or every object below a prefix with DeleteObjects batches of 1000;
  *   redirectURL presigns a GET or HEAD (20 minutes unless told otherwise).
@@ -22,8 +23,8 @@ import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { Readable } from 'node:stream';
 
 import { CheckedDriver } from './checked.js';
-import { InvalidOffsetError, PathNotFoundError, StorageError } from './driver.js';
-import type { FileInfo, FileWriter, StorageDriver } from './driver.js';
+import { InvalidOffsetError, isValidPath, PathNotFoundError, StorageError } from './driver.js';
+import type { FileInfo, FileWriter, StorageDriver, WalkOptions } from './driver.js';
 import { s3OptionsFromParameters } from './s3-parameters.js';
 import {
   CONCURRENCY,
@@ -219,6 +220,38 @@ class S3Backend extends S3Bucket implements StorageDriver {
     return [...children].sort();
   }
 
+  async *walk(path: string, { startAfter }: WalkOptions = {}): AsyncIterable<FileInfo> {
+    const prefix = path === '/' ? this.#root : `${this.#key(path)}/`;
+    let token: string | undefined;
+    let first = true;
+    while (first || token !== undefined) {
+      const page = await this.client.send(
+        new ListObjectsV2Command({
+          Bucket: this.bucket,
+          Prefix: prefix,
+          // Without a delimiter: every key below, in UTF-8 binary order. StartAfter only on the first
+          // request; the continuation token carries on from there.
+          ...(first && startAfter !== undefined && { StartAfter: this.#key(startAfter) }),
+          ContinuationToken: token,
+        }),
+      );
+      first = false;
+      token = page.IsTruncated === true ? page.NextContinuationToken : undefined;
+      const files: FileInfo[] = [];
+      for (const { Key, Size, LastModified } of page.Contents ?? []) {
+        if (Key === undefined) continue;
+        // Writers' state ("~appends/…", below the root when walking "/") and keys no path names.
+        const found = `/${Key.slice(this.#root.length)}`;
+        if (!isValidPath(found) || (startAfter !== undefined && found <= startAfter)) continue;
+        files.push({ path: found, size: Size ?? 0, modTime: LastModified ?? new Date(), isDir: false });
+      }
+      // S3 lists in binary order, which is code point order for these keys; some S3-compatible stores
+      // order a page otherwise (by locale), so each page is put in order again.
+      files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+      yield* files;
+    }
+  }
+
   async move(source: string, dest: string): Promise<void> {
     const from = this.#key(source);
     const { size } = await this.#head(from, source);
@@ -241,16 +274,27 @@ class S3Backend extends S3Bucket implements StorageDriver {
   async delete(path: string): Promise<void> {
     const key = this.#key(path);
     const stateKey = this.#stateKey(path);
-    const [isFile, uploads] = await Promise.all([this.#exists(key), this.uploadsOf(key, true)]);
+    const [isFile, listed] = await Promise.all([this.#exists(key), this.uploadsOf(key, true)]);
+    // The uploads to abort, by id: those listed, and those the writer states being deleted name (which
+    // the listing may miss: a store without ListMultipartUploads, or one that lists late).
+    const uploads = new Map(listed.map(({ key: uploadKey, uploadId }) => [uploadId, uploadKey]));
     const [below, states] = await Promise.all([
       this.#deleteListed(`${key}/`, () => true),
-      this.#deleteListed(stateKey, (found) => found === stateKey || found.startsWith(`${stateKey}/`)),
+      this.#deleteListed(
+        stateKey,
+        (found) => found === stateKey || found.startsWith(`${stateKey}/`),
+        (found) =>
+          forEachLimited(found, CONCURRENCY, async (foundState) => {
+            const uploadId = await this.stateUploadId(foundState);
+            if (uploadId !== undefined) uploads.set(uploadId, this.#keyOfState(foundState));
+          }),
+      ),
     ]);
     if (isFile) await this.deleteKey(key);
-    await forEachLimited(uploads, CONCURRENCY, ({ key: uploadKey, uploadId }) =>
+    await forEachLimited([...uploads], CONCURRENCY, ([uploadId, uploadKey]) =>
       this.abort(uploadKey, uploadId),
     );
-    if (!isFile && below === 0 && states === 0 && uploads.length === 0) {
+    if (!isFile && below === 0 && states === 0 && uploads.size === 0) {
       throw new PathNotFoundError(NAME, path);
     }
   }
@@ -274,6 +318,11 @@ class S3Backend extends S3Bucket implements StorageDriver {
 
   #stateKey(path: string): string {
     return `${this.#root}${STATE_PREFIX}${path}`;
+  }
+
+  /** The key of the file whose writer state is at stateKey. */
+  #keyOfState(stateKey: string): string {
+    return this.#key(stateKey.slice(`${this.#root}${STATE_PREFIX}`.length));
   }
 
   #copySource(key: string): string {
@@ -307,8 +356,15 @@ class S3Backend extends S3Bucket implements StorageDriver {
     }
   }
 
-  /** Deletes, page by page, the objects listed below prefix that match; gives how many. */
-  async #deleteListed(prefix: string, matches: (key: string) => boolean): Promise<number> {
+  /**
+   * Deletes, page by page, the objects listed below prefix that match (after handing them to beforeDelete,
+   * if given); gives how many.
+   */
+  async #deleteListed(
+    prefix: string,
+    matches: (key: string) => boolean,
+    beforeDelete?: (keys: string[]) => Promise<void>,
+  ): Promise<number> {
     let deleted = 0;
     let startAfter: string | undefined;
     for (;;) {
@@ -317,6 +373,7 @@ class S3Backend extends S3Bucket implements StorageDriver {
       );
       const keys = (page.Contents ?? []).flatMap(({ Key }) => (Key === undefined ? [] : [Key]));
       const matching = keys.filter(matches);
+      if (beforeDelete !== undefined && matching.length > 0) await beforeDelete(matching);
       await this.deleteKeys(matching);
       deleted += matching.length;
       const last = keys.at(-1);

@@ -11,8 +11,10 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   InvalidOffsetError,
   InvalidPathError,
+  isValidPath,
   PathNotFoundError,
   StorageError,
+  type FileInfo,
   type StorageDriver,
 } from '../../functions/storage/driver.js';
 
@@ -212,6 +214,8 @@ export function describeStorageDriver(
             ['move (destination)', () => driver.move(valid, path)],
             ['delete', () => driver.delete(path)],
             ['redirectURL', () => driver.redirectURL(path, { method: 'GET' })],
+            ['walk', () => collect(driver.walk(path))],
+            ['walk (startAfter)', () => collect(driver.walk(prefix, { startAfter: path }))],
           ];
           for (const [method, call] of calls) {
             const error = await rejection(call());
@@ -611,6 +615,202 @@ export function describeStorageDriver(
       });
     });
 
+    describe('walk', () => {
+      // Names around "/" in code point order ("-" < "." < "/" < "0"), where sorting the names of one
+      // directory ("a" < "a-b") differs from sorting full paths ("a-b" < "a/b"); sizes tell files apart.
+      const names = [
+        'a-b',
+        'a.b',
+        'a/b',
+        'a/c-d',
+        'a/c.d',
+        'a/c/d',
+        'a0',
+        'A',
+        'Z/z',
+        '_x',
+        '-',
+        '.x',
+        'z/y/x/w',
+        'z/y0',
+        'z/y-',
+      ];
+      let files: { path: string; size: number }[];
+
+      beforeEach(async () => {
+        files = names.map((name, index) => ({ path: at('walk', ...name.split('/')), size: index }));
+        await forEachBounded(files, 8, ({ path, size }) => driver.putContent(path, random(size)));
+        files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+      });
+
+      it('yields every file below, recursively, in code point order of the full path, with its size', async () => {
+        const walked = await collect(driver.walk(at('walk')));
+        expect(walked.map(({ path, size, isDir }) => ({ path, size, isDir }))).toEqual(
+          files.map(({ path, size }) => ({ path, size, isDir: false })),
+        );
+        // The order that matters, spelled out.
+        const order = walked.map(({ path }) => path.slice(at('walk').length + 1));
+        expect(order.filter((name) => /^a(-b|\.b|\/b|0)$/.test(name))).toEqual(['a-b', 'a.b', 'a/b', 'a0']);
+        expect(order.filter((name) => name.startsWith('a/c'))).toEqual(['a/c-d', 'a/c.d', 'a/c/d']);
+        expect(order.filter((name) => name.startsWith('z/y'))).toEqual(['z/y-', 'z/y/x/w', 'z/y0']);
+      });
+
+      it('gives each file a modification time consistent with stat', async () => {
+        for (const info of await collect(driver.walk(at('walk')))) {
+          expect(info.modTime).toBeInstanceOf(Date);
+          expect(Math.abs(info.modTime.getTime() - Date.now()), info.path).toBeLessThan(5 * 60_000);
+          const stat = await driver.stat(info.path);
+          expect(stat.size).toBe(info.size);
+          // Listings and HEAD-like calls may differ in precision (milliseconds, seconds).
+          expect(Math.abs(stat.modTime.getTime() - info.modTime.getTime()), info.path).toBeLessThan(2000);
+        }
+      });
+
+      it('yields only what lies below the directory, not siblings sharing its name as a prefix', async () => {
+        const below = (directory: string): string[] =>
+          files.map(({ path }) => path).filter((path) => path.startsWith(`${directory}/`));
+        for (const directory of [
+          at('walk', 'a'),
+          at('walk', 'a', 'c'),
+          at('walk', 'z'),
+          at('walk', 'z', 'y'),
+        ]) {
+          expect(await walkedPaths(driver.walk(directory)), directory).toEqual(below(directory));
+        }
+        expect(await walkedPaths(driver.walk(at('walk', 'z', 'y')))).toEqual([
+          at('walk', 'z', 'y', 'x', 'w'),
+        ]);
+      });
+
+      it('resumes after startAfter: in the middle, at the last file, before the first', async () => {
+        const all = files.map(({ path }) => path);
+        for (const [index, startAfter] of all.entries()) {
+          expect(await walkedPaths(driver.walk(at('walk'), { startAfter })), startAfter).toEqual(
+            all.slice(index + 1),
+          );
+        }
+        expect(await walkedPaths(driver.walk(at('walk'), { startAfter: all.at(-1) }))).toEqual([]);
+        // Paths that are not files: before everything, directories, missing paths, beyond everything.
+        for (const startAfter of [
+          '/',
+          prefix,
+          at('walk'),
+          at('walk', '-'),
+          at('walk', 'a'),
+          at('walk', 'a', 'c'),
+          at('walk', 'a', 'c', 'd', 'e'),
+          at('walk', 'a1'),
+          at('walk', 'z', 'y'),
+          at('walk', 'zz'),
+          at('walk0'),
+        ]) {
+          expect(await walkedPaths(driver.walk(at('walk'), { startAfter })), startAfter).toEqual(
+            all.filter((path) => path > startAfter),
+          );
+        }
+      });
+
+      it('yields nothing for a missing path, a file, or a name prefix of a directory', async () => {
+        for (const path of [
+          at('absent'),
+          at('absent', 'deeper'),
+          at('walk', 'a.b'),
+          at('walk', 'a.b', 'below'),
+          at('wal'),
+          at('walk', 'a', 'c', 'd'),
+        ]) {
+          expect(await collect(driver.walk(path)), path).toEqual([]);
+        }
+      });
+
+      it('walks a directory that is only the parent of one file', async () => {
+        const path = at('only', 'parent', 'file');
+        await driver.putContent(path, random(7));
+        expect(await walkedPaths(driver.walk(at('only', 'parent')))).toEqual([path]);
+        expect(await walkedPaths(driver.walk(at('only')))).toEqual([path]);
+      });
+
+      it('walks the root, showing no hidden object', async () => {
+        const walked = await collect(driver.walk('/'));
+        expect(walked.map(({ path }) => path).filter((path) => path.startsWith(`${prefix}/`))).toEqual(
+          files.map(({ path }) => path),
+        );
+        for (const { path, isDir } of walked) {
+          expect(isValidPath(path), path).toBe(true);
+          expect(isDir).toBe(false);
+        }
+        const paths = walked.map(({ path }) => path);
+        expect(paths).toEqual([...paths].sort());
+      });
+
+      it('can be stopped early', async () => {
+        const first: string[] = [];
+        for await (const { path } of driver.walk(at('walk'))) {
+          first.push(path);
+          if (first.length === 3) break;
+        }
+        expect(first).toEqual(files.slice(0, 3).map(({ path }) => path));
+      });
+
+      it('shows what a writer closed only where it is readable, and once committed', async () => {
+        const data = at('walk', 'upload', 'data');
+        const writer = await driver.writer(data, false);
+        await writer.write(random(64 * KiB));
+        await writer.close();
+        const closed = await collect(driver.walk(at('walk', 'upload')));
+        if (options.readableWhenClosed === false) {
+          expect(closed).toEqual([]);
+        } else {
+          expect(closed.map(({ path, size }) => ({ path, size }))).toEqual([{ path: data, size: 64 * KiB }]);
+        }
+        // Whatever the driver keeps for the writer is not shown, below the root included.
+        for (const { path } of await collect(driver.walk('/'))) expect(isValidPath(path), path).toBe(true);
+        expect((await walkedPaths(driver.walk(at('walk')))).filter((path) => path !== data)).toEqual(
+          files.map(({ path }) => path),
+        );
+
+        const resumed = await driver.writer(data, true);
+        await resumed.write(random(KiB));
+        await resumed.commit();
+        const committed = await collect(driver.walk(at('walk', 'upload')));
+        expect(committed.map(({ path, size }) => ({ path, size }))).toEqual([{ path: data, size: 65 * KiB }]);
+      });
+
+      it(
+        'walks more than a thousand files, across listing pages, in order',
+        { timeout: 180_000 },
+        async () => {
+          // Fixed-width names, so that they sort alike everywhere; four directories, each below a name
+          // that is a prefix of another ("d1" of "d10").
+          const bulk = Array.from({ length: 1100 }, (_, index) => {
+            const directory = ['d1', 'd10', 'd1-', 'd2'][index % 4] ?? 'd1';
+            return at('bulk', directory, `f${String(index).padStart(4, '0')}`);
+          }).sort();
+          await forEachBounded(bulk, 32, (path) => driver.putContent(path, new Uint8Array([1])));
+
+          const walked = await collect(driver.walk(at('bulk')));
+          expect(walked).toHaveLength(bulk.length);
+          expect(walked.map(({ path }) => path)).toEqual(bulk);
+          expect(walked.every(({ size, isDir }) => size === 1 && !isDir)).toBe(true);
+          for (const index of [0, 998, 999, 1000, 1001, 1098]) {
+            const startAfter = bulk[index] ?? '';
+            expect(await walkedPaths(driver.walk(at('bulk'), { startAfter })), startAfter).toEqual(
+              bulk.slice(index + 1),
+            );
+          }
+          expect(await walkedPaths(driver.walk(at('bulk'), { startAfter: at('bulk', 'd10') }))).toEqual(
+            bulk.filter((path) => path > at('bulk', 'd10')),
+          );
+          expect(await walkedPaths(driver.walk(at('bulk', 'd1')))).toEqual(
+            bulk.filter((path) => path.startsWith(`${at('bulk', 'd1')}/`)),
+          );
+          // Here rather than in the teardown, whose time is shorter.
+          await driver.delete(at('bulk'));
+          expect(await collect(driver.walk(at('bulk')))).toEqual([]);
+        },
+      );
+    });
+
     describe('redirectURL', () => {
       it('gives undefined, or a URL serving the content', async () => {
         const path = at('redirect', 'blob');
@@ -629,6 +829,30 @@ export function describeStorageDriver(
       });
     });
   });
+}
+
+async function collect(files: AsyncIterable<FileInfo>): Promise<FileInfo[]> {
+  const collected: FileInfo[] = [];
+  for await (const file of files) collected.push(file);
+  return collected;
+}
+
+async function walkedPaths(files: AsyncIterable<FileInfo>): Promise<string[]> {
+  return (await collect(files)).map(({ path }) => path);
+}
+
+/** Runs task over items, at most limit at a time. */
+async function forEachBounded<T>(
+  items: readonly T[],
+  limit: number,
+  task: (item: T) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(limit, items.length) }, async () => {
+      while (next < items.length) await task(items[next++] as T);
+    }),
+  );
 }
 
 function ignoreNotFound(error: unknown): void {

@@ -1,13 +1,16 @@
 /** A bucket of a running local S3 with drivers on it, and the shared driver suite run on a fresh one. */
+import { randomBytes } from 'node:crypto';
 import {
+  GetObjectCommand,
   ListMultipartUploadsCommand,
   ListObjectsV2Command,
   ListPartsCommand,
   S3Client,
+  UploadPartCommand,
 } from '@aws-sdk/client-s3';
-import { afterAll, beforeAll, expect } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { S3Driver, type S3DriverOptions } from '../../functions/storage/s3.js';
+import { PART_SIZE, S3Driver, type S3DriverOptions } from '../../functions/storage/s3.js';
 import { type S3Service } from '../../bin/local/s3-local.js';
 import { describeStorageDriver } from './driver-suite.js';
 
@@ -79,6 +82,22 @@ export class Bucket {
     return (page.Parts ?? []).map(({ Size }) => Size ?? -1);
   }
 
+  /** The multipart upload named in the hidden writer state of path (driver without a root directory). */
+  async stateUploadId(path: string): Promise<string | undefined> {
+    const response = await this.client.send(
+      new GetObjectCommand({ Bucket: this.name, Key: `~appends${path}` }),
+    );
+    const body = (await response.Body?.transformToString('latin1')) ?? '';
+    return (JSON.parse(body.slice(0, body.indexOf('\n'))) as { uploadId?: string }).uploadId;
+  }
+
+  /** Uploads a small part to a multipart upload: fails (NoSuchUpload) once it is aborted. */
+  async uploadPart(key: string, uploadId: string): Promise<void> {
+    await this.client.send(
+      new UploadPartCommand({ Bucket: this.name, Key: key, UploadId: uploadId, PartNumber: 9, Body: 'part' }),
+    );
+  }
+
   destroy(): void {
     for (const driver of this.drivers) driver.destroy();
     this.client.destroy();
@@ -131,5 +150,47 @@ export function describeSuiteOn(
     },
     { sharedAcrossInstances: true, readableWhenClosed: false },
   );
+
+  describe(`${label}: deleting a directory`, () => {
+    it(
+      'aborts the multipart uploads of the writers below it, and removes their state',
+      { timeout: 60_000 },
+      async () => {
+        // As the registry purges abandoned uploads: by deleting /uploads/<id>.
+        const directory = `/uploads-${randomBytes(6).toString('hex')}`;
+        const paths = [`${directory}/first/data`, `${directory}/second/nested/data`];
+        const driver = current().driver();
+        const uploads: { key: string; uploadId: string }[] = [];
+        for (const path of paths) {
+          const writer = await driver.writer(path, false);
+          await writer.write(randomBytes(PART_SIZE + 10 * KiB)); // One part uploaded, the rest in the state.
+          await writer.close();
+          const uploadId = await current().stateUploadId(path);
+          expect(uploadId, path).toEqual(expect.any(String));
+          uploads.push({ key: path.slice(1), uploadId: uploadId ?? '' });
+        }
+        for (const { key, uploadId } of uploads) await current().uploadPart(key, uploadId);
+        if (multipartListing) expect(await current().uploads(directory.slice(1))).toHaveLength(2);
+
+        // Nothing committed: the directory holds only the writers' uploads, and still counts as found.
+        await driver.delete(directory);
+        for (const { key, uploadId } of uploads) {
+          await expect(current().uploadPart(key, uploadId), key).rejects.toMatchObject({
+            name: 'NoSuchUpload',
+          });
+        }
+        if (multipartListing) expect(await current().uploads(directory.slice(1))).toEqual([]);
+        expect(await current().keys(directory.slice(1))).toEqual([]);
+        expect(await current().keys(`~appends${directory}/`)).toEqual([]);
+        expect(await collectPaths(driver.walk(directory))).toEqual([]);
+      },
+    );
+  });
   return { bucket: current };
+}
+
+async function collectPaths(files: AsyncIterable<{ path: string }>): Promise<string[]> {
+  const paths: string[] = [];
+  for await (const { path } of files) paths.push(path);
+  return paths;
 }

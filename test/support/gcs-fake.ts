@@ -9,9 +9,10 @@
  *   `bytes a-*\/N|*` (final: 200 and the object), `bytes *\/*` (status: 308, or 200 once finalised),
  *   `bytes *\/N` (finalise); an X-Goog-Hash crc32c that does not match the bytes gets 400;
  * - `GET /storage/v1/b/:bucket/o/:object` (metadata), with alt=media (the bytes, with x-goog-hash, and
- *   206/416 for a Range); `GET /storage/v1/b/:bucket/o` (list: prefix, delimiter, pageToken, maxResults);
- *   `DELETE /storage/v1/b/:bucket/o/:object`; `POST …/o/:dest/compose` (1 to 32 sources, refusing more
- *   with 400, as GCS does); `POST …/o/:src/rewriteTo/b/:bucket/o/:dest` (a copy, done in one call);
+ *   206/416 for a Range); `GET /storage/v1/b/:bucket/o` (list: prefix, delimiter, startOffset,
+ *   endOffset, pageToken, maxResults); `DELETE /storage/v1/b/:bucket/o/:object`;
+ *   `POST …/o/:dest/compose` (1 to 32 sources, refusing more with 400, as GCS does);
+ *   `POST …/o/:src/rewriteTo/b/:bucket/o/:dest` (a copy, done in one call);
  * - signed URLs: `GET|HEAD /:bucket/:object?X-Goog-Algorithm=GOOG4-RSA-SHA256&…`, verified by rebuilding
  *   the V4 canonical request (https://cloud.google.com/storage/docs/authentication/canonical-requests)
  *   from the request as received and checking the RSA-SHA256 signature against the PUBLIC half of the key
@@ -402,10 +403,16 @@ export class GcsFake {
     const after = query.has('pageToken')
       ? Buffer.from(query.get('pageToken') ?? '', 'base64url').toString()
       : undefined;
+    // Names from startOffset (inclusive) and before endOffset (exclusive), compared as bytes.
+    const startOffset = query.get('startOffset') ?? '';
+    const endOffset = query.get('endOffset') ?? '';
+    const inRange = (name: string): boolean =>
+      Buffer.compare(Buffer.from(name), Buffer.from(startOffset)) >= 0 &&
+      (endOffset === '' || Buffer.compare(Buffer.from(name), Buffer.from(endOffset)) < 0);
     // Objects and prefixes form one name-ordered sequence, which pages cut at maxResults entries.
     const entries = new Map<string, FakeObject | undefined>();
     for (const [name, object] of this.objects(bucket)) {
-      if (!name.startsWith(prefix)) continue;
+      if (!name.startsWith(prefix) || !inRange(name)) continue;
       const cut = delimiter === '' ? -1 : name.indexOf(delimiter, prefix.length);
       if (cut === -1) entries.set(name, object);
       else entries.set(name.slice(0, cut + delimiter.length), undefined);
