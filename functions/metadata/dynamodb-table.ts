@@ -11,7 +11,7 @@ import {
   waitUntilTableExists,
   type KeySchemaElement,
 } from '@aws-sdk/client-dynamodb';
-import type { ManifestRecord, UploadSession } from './store.js';
+import type { ManifestRecord, TagRecord, UploadSession } from './store.js';
 
 /** The table's key and TTL attributes: the contract with the infrastructure that creates the table. */
 export const TABLE_KEYS = { partitionKey: 'pk', sortKey: 'sk', ttl: 'ttl' } as const;
@@ -98,6 +98,7 @@ export function descriptorAttributes(record: ManifestRecord): Item {
     ...(record.subject === undefined ? {} : { subject: record.subject }),
     ...(record.artifactType === undefined ? {} : { artifactType: record.artifactType }),
     ...(record.annotations === undefined ? {} : { annotations: JSON.stringify(record.annotations) }),
+    ...(record.pushedAt === undefined ? {} : { pushedAt: record.pushedAt }),
   };
 }
 
@@ -113,6 +114,7 @@ export function recordFrom(item: Item): ManifestRecord {
   if (typeof item.annotations === 'string') {
     record.annotations = JSON.parse(item.annotations) as Record<string, string>;
   }
+  if (typeof item.pushedAt === 'string') record.pushedAt = item.pushedAt;
   if (item.content instanceof Uint8Array) {
     const content = item.content;
     record.content =
@@ -136,6 +138,27 @@ export function uploadItem(session: UploadSession): Item {
     expiresMs,
     [TABLE_KEYS.ttl]: Math.ceil(expiresMs / 1000),
   };
+}
+
+/** A session from its item (pk = repo#<name>, sk = upload#<id>). */
+export function sessionFrom(item: Item): UploadSession {
+  const session: UploadSession = {
+    id: text(item.sk).slice(uploadKey('').length),
+    repository: text(item.pk).slice(repositoryKey('').length),
+    offset: number(item.offset),
+    sha256: text(item.sha256),
+    startedAt: text(item.startedAt),
+    expiresAt: text(item.expiresAt),
+  };
+  if (typeof item.hashState === 'string') session.hashState = item.hashState;
+  return session;
+}
+
+/** A tag record from a tag item (taggedAt is absent on items written before it was kept). */
+export function tagRecordFrom(item: Item): TagRecord {
+  const record: TagRecord = { tag: text(item.sk).slice(tagKey('').length), digest: text(item.digest) };
+  if (typeof item.taggedAt === 'string') record.taggedAt = item.taggedAt;
+  return record;
 }
 
 /** About how many bytes DynamoDB counts for these attributes, plus an allowance for keys and names. */
@@ -168,7 +191,8 @@ export function errorName(error: unknown): string | undefined {
   return error instanceof Error ? error.name : undefined;
 }
 
-function cancellationCodes(error: unknown): string[] {
+/** The reason code of each action of a cancelled transaction, in the actions' order ('None' if it held). */
+export function cancellationCodes(error: unknown): string[] {
   if (errorName(error) !== 'TransactionCanceledException') return [];
   const reasons = (error as { CancellationReasons?: { Code?: string }[] }).CancellationReasons ?? [];
   return reasons.map((reason) => reason.Code ?? 'None');

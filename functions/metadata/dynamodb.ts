@@ -11,8 +11,9 @@
  *   pk = "repo#<name>" sk = "blob#<digest>"                 digest, size: a linked blob
  *                      sk = "manifest#<digest>"             the record: digest, mediaType, size, subject?,
  *                                                           artifactType?, annotations? (JSON text, so any
- *                                                           key is kept), content? (B), rev (N)
- *                      sk = "tag#<tag>"                     tag, and a copy of the record it points at
+ *                                                           key is kept), pushedAt?, content? (B), rev (N)
+ *                      sk = "tag#<tag>"                     tag, taggedAt (ISO time of the put that wrote
+ *                                                           it), and a copy of the record it points at
  *                      sk = "referrer#<subject>#<digest>"   a copy of the record (without content)
  *                      sk = "upload#<id>"                   the session (hashState included when given);
  *                                                           expiresMs (N) and ttl (N, seconds)
@@ -22,30 +23,36 @@
  *   tags of a repository in order                               Query pk, sk between tag# bounds
  *   referrers of a subject in digest order                      Query pk, begins_with(sk, referrer#<subject>#)
  *   catalog in order                                            Query pk = catalog, sk > last
+ *   manifests, tags, blob links of a repository (scans)         Query pk, begins_with(sk, manifest#), tag#
+ *                                                               or blob#, page after page
+ *   every upload session (a scan for garbage collection)        Scan, filter begins_with(sk, upload#)
  *
  * Manifest content. A record's `content` (the manifest bytes) is kept inline when it is at most
  * INLINE_CONTENT_LIMIT bytes; the registry core then serves a pull without reading blob storage. A tag
  * item carries a full copy of its record, content included, so a pull by tag is ONE GetItem. Records
- * are content-addressed, so a copy never goes stale; deleteManifest removes the copies with the
- * record. The price: tag items are bigger, which a tag listing pays in read units (a pull is far more
- * frequent than a listing). Manifests above the limit are stored without content (the core reads them
- * from storage), and tag copies drop the content when many tags would overflow a transaction.
+ * are content-addressed, so a copy never goes stale (but for pushedAt: a copy keeps the time of the
+ * put that wrote it); deleteManifest removes the copies with the record. The price: tag items are
+ * bigger, which a tag listing pays in read units (a pull is far more frequent than a listing).
+ * Manifests above the limit are stored without content (the core reads them from storage), and tag
+ * copies drop the content when many tags would overflow a transaction.
  *
  * Conditions and transactions:
- *   putManifest      TransactWriteItems: record (Update, `rev` + 1) + referrer copy + every tag, all or none
+ *   putManifest      TransactWriteItems: record (Update, `rev` + 1) + referrer copy + every tag, all or none;
+ *                    with keepTags each tag Put holds only if the tag is new or names the digest already
  *   deleteManifest   TransactWriteItems: each tag (if it still names the digest) + referrer + record (if
  *                    `rev` is unchanged since the tags were listed, so no tag was added meanwhile); a
  *                    failed condition means a concurrent put or retag, and the delete starts over
  *   updateUpload     PutItem if offset = expected and the session has not expired (compare-and-set)
  *   catalog entry    PutItem if attribute_not_exists, once per repository and store instance (a
  *                    Lambda container): later pushes to a repository known to the instance skip it
+ *   deleteTag        with a digest, DeleteItem if the tag still names it
  * Single-item writes need no transaction: linkBlob, unlinkBlob, deleteTag, createUpload, deleteUpload.
  *
  * Reads are strongly consistent: a manifest put right after its blobs were linked must find them,
  * and a pull right after a push must see it.
  *
- * Expiry: DynamoDB deletes items past their `ttl` late (AWS: within days; DynamoDB Local: never), so
- * expired sessions are filtered on every read and refused by updateUpload's condition.
+ * Expiry: DynamoDB deletes items past their `ttl` late (AWS: within days; DynamoDB Local: within
+ * seconds), so expired sessions are filtered on every read and refused by updateUpload's condition.
  */
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import {
@@ -54,12 +61,15 @@ import {
   GetCommand,
   PutCommand,
   QueryCommand,
+  ScanCommand,
   TransactWriteCommand,
+  type DeleteCommandInput,
   type QueryCommandInput,
   type TransactWriteCommandInput,
 } from '@aws-sdk/lib-dynamodb';
 import {
   blobKey,
+  cancellationCodes,
   descriptorAttributes,
   errorName,
   estimateBytes,
@@ -72,13 +82,25 @@ import {
   referrerKey,
   repositoryKey,
   retryConflicts,
+  sessionFrom,
   tagKey,
+  tagRecordFrom,
   text,
   uploadItem,
   uploadKey,
   type Item,
 } from './dynamodb-table.js';
-import type { BlobLink, ManifestRecord, MetadataStore, Page, PageRequest, UploadSession } from './store.js';
+import {
+  TagExistsError,
+  type BlobLink,
+  type ManifestRecord,
+  type MetadataStore,
+  type Page,
+  type PageRequest,
+  type PutManifestOptions,
+  type TagRecord,
+  type UploadSession,
+} from './store.js';
 
 // The table's schema and its creation live beside the item codec; importers find them here too.
 export { createTable, TABLE_KEYS } from './dynamodb-table.js';
@@ -94,6 +116,8 @@ const TRANSACTION_BUDGET = 3_900 * 1024;
 
 /** How often deleteManifest starts over when a concurrent put or retag changed what it was deleting. */
 const DELETE_ATTEMPTS = 8;
+/** How often a keepTags put is tried again when a refused tag was since deleted or moved onto its digest. */
+const KEEP_TAGS_ATTEMPTS = 8;
 /** Repositories an instance remembers as registered in the catalog, before it starts afresh. */
 const REGISTERED_CACHE_LIMIT = 10_000;
 
@@ -167,8 +191,18 @@ export class DynamoDbMetadataStore implements MetadataStore {
    * repository): the record, its referrer copy and every tag, all or none, so no tag ever points at a
    * missing record. At most 98 tags (DynamoDB's 100 actions per transaction). The catalog entry goes
    * first, so a failed put can leave an empty repository listed, never a manifest in an unlisted one.
+   *
+   * With keepTags each tag Put is conditional on the tag being new or already naming the digest. A
+   * refused condition cancels the whole transaction; the refused tags are then read (+1 GetItem each),
+   * and one naming another digest is reported as TagExistsError. If none does any more (deleted or
+   * moved onto this digest meanwhile), the transaction is tried again.
    */
-  async putManifest(repository: string, manifest: ManifestRecord, tags: readonly string[]): Promise<void> {
+  async putManifest(
+    repository: string,
+    manifest: ManifestRecord,
+    tags: readonly string[],
+    options?: PutManifestOptions,
+  ): Promise<void> {
     const pk = repositoryKey(repository);
     const uniqueTags = [...new Set(tags)];
     const descriptor = descriptorAttributes(manifest);
@@ -231,12 +265,48 @@ export class DynamoDbMetadataStore implements MetadataStore {
       });
     }
     const tagFields = tagsCopyContent ? recordFields : descriptor;
+    const taggedAt = new Date().toISOString();
+    const keepTags = options?.keepTags === true;
     for (const tag of uniqueTags) {
-      items.push({ Put: { TableName: this.table, Item: { ...key(pk, tagKey(tag)), tag, ...tagFields } } });
+      items.push({
+        Put: {
+          TableName: this.table,
+          Item: { ...key(pk, tagKey(tag)), tag, ...tagFields, taggedAt },
+          ...(keepTags
+            ? {
+                ConditionExpression: 'attribute_not_exists(#pk) OR #digest = :digest',
+                ExpressionAttributeNames: { '#pk': 'pk', '#digest': 'digest' },
+                ExpressionAttributeValues: { ':digest': manifest.digest },
+              }
+            : {}),
+        },
+      });
     }
 
     await this.register(repository);
-    await this.transact(items);
+    if (!keepTags) {
+      await this.transact(items);
+      return;
+    }
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.transact(items);
+        return;
+      } catch (error) {
+        // Reasons come in the order of the actions: the tags follow the fixed items.
+        const codes = cancellationCodes(error);
+        const refused = uniqueTags.filter(
+          (_, index) => codes[fixedItems + index] === 'ConditionalCheckFailed',
+        );
+        if (refused.length === 0 || attempt >= KEEP_TAGS_ATTEMPTS) throw error;
+        for (const tag of refused) {
+          const item = await this.getItem(pk, tagKey(tag));
+          if (item !== undefined && text(item.digest) !== manifest.digest) {
+            throw new TagExistsError(tag, text(item.digest));
+          }
+        }
+      }
+    }
   }
 
   /** 1 GetItem. */
@@ -308,9 +378,19 @@ export class DynamoDbMetadataStore implements MetadataStore {
     }
   }
 
-  /** 1 DeleteItem. */
-  deleteTag(repository: string, tag: string): Promise<boolean> {
-    return this.deleteItem(repositoryKey(repository), tagKey(tag));
+  /** 1 DeleteItem; with digest, conditional on the tag still naming it (a refused condition is false). */
+  async deleteTag(repository: string, tag: string, digest?: string): Promise<boolean> {
+    if (digest === undefined) return this.deleteItem(repositoryKey(repository), tagKey(tag));
+    try {
+      return await this.deleteItem(repositoryKey(repository), tagKey(tag), {
+        ConditionExpression: '#digest = :digest',
+        ExpressionAttributeNames: { '#digest': 'digest' },
+        ExpressionAttributeValues: { ':digest': digest },
+      });
+    } catch (error) {
+      if (errorName(error) === 'ConditionalCheckFailedException') return false;
+      throw error;
+    }
   }
 
   /**
@@ -352,6 +432,56 @@ export class DynamoDbMetadataStore implements MetadataStore {
     });
     // The sort key ends with the digest: DynamoDB returns them in digest (byte = code point) order.
     return items.map(recordFrom);
+  }
+
+  // Scans.
+
+  /** 1 Query per 1 MB of records (inline content included). */
+  async *manifests(repository: string): AsyncIterable<ManifestRecord> {
+    for await (const item of this.queryPrefix(repository, 'manifest#')) yield recordFrom(item);
+  }
+
+  /** 1 Query per 1 MB of tag items (which carry record copies: DynamoDB reads them whole). */
+  async *tagRecords(repository: string): AsyncIterable<TagRecord> {
+    for await (const item of this.queryPrefix(repository, 'tag#', ['sk', 'digest', 'taggedAt'])) {
+      yield tagRecordFrom(item);
+    }
+  }
+
+  /** 1 Query per 1 MB of links. */
+  async *blobLinks(repository: string): AsyncIterable<BlobLink> {
+    for await (const item of this.queryPrefix(repository, 'blob#', ['digest', 'size'])) {
+      yield { digest: text(item.digest), size: number(item.size) };
+    }
+  }
+
+  /** The items of a repository whose sort key starts with prefix, in sort key order, page after page. */
+  private async *queryPrefix(
+    repository: string,
+    prefix: string,
+    attributes?: readonly string[],
+  ): AsyncGenerator<Item> {
+    const names: Record<string, string> = { '#pk': 'pk', '#sk': 'sk' };
+    for (const attribute of attributes ?? []) names[`#${attribute}`] = attribute;
+    let start: Item | undefined;
+    do {
+      const result = await this.doc.send(
+        new QueryCommand({
+          TableName: this.table,
+          ConsistentRead: true,
+          KeyConditionExpression: '#pk = :pk AND begins_with(#sk, :prefix)',
+          ...(attributes === undefined
+            ? {}
+            : { ProjectionExpression: attributes.map((attribute) => `#${attribute}`).join(', ') }),
+          ExpressionAttributeNames: names,
+          ExpressionAttributeValues: { ':pk': repositoryKey(repository), ':prefix': prefix },
+          ...(start === undefined ? {} : { ExclusiveStartKey: start }),
+        }),
+      );
+      const page: Item[] = result.Items ?? [];
+      yield* page;
+      start = result.LastEvaluatedKey;
+    } while (start !== undefined);
   }
 
   // Catalog.
@@ -413,16 +543,7 @@ export class DynamoDbMetadataStore implements MetadataStore {
   async getUpload(repository: string, id: string): Promise<UploadSession | undefined> {
     const item = await this.getItem(repositoryKey(repository), uploadKey(id));
     if (item === undefined || number(item.expiresMs) < Date.now()) return undefined;
-    const session: UploadSession = {
-      id,
-      repository,
-      offset: number(item.offset),
-      sha256: text(item.sha256),
-      startedAt: text(item.startedAt),
-      expiresAt: text(item.expiresAt),
-    };
-    if (typeof item.hashState === 'string') session.hashState = item.hashState;
-    return session;
+    return sessionFrom(item);
   }
 
   /** 1 conditional PutItem: a true compare-and-set, across every instance sharing the table. */
@@ -449,6 +570,29 @@ export class DynamoDbMetadataStore implements MetadataStore {
     await this.deleteItem(repositoryKey(repository), uploadKey(id));
   }
 
+  /**
+   * A Scan of the whole table filtered on the upload# sort keys, 1 request per 1 MB of the table read:
+   * for garbage collection, never for a request. Expired sessions included (TTL deletes them late).
+   */
+  async *uploads(): AsyncIterable<UploadSession> {
+    let start: Item | undefined;
+    do {
+      const result = await this.doc.send(
+        new ScanCommand({
+          TableName: this.table,
+          ConsistentRead: true,
+          FilterExpression: 'begins_with(#sk, :prefix)',
+          ExpressionAttributeNames: { '#sk': 'sk' },
+          ExpressionAttributeValues: { ':prefix': uploadKey('') },
+          ...(start === undefined ? {} : { ExclusiveStartKey: start }),
+        }),
+      );
+      const page: Item[] = result.Items ?? [];
+      for (const item of page) yield sessionFrom(item);
+      start = result.LastEvaluatedKey;
+    } while (start !== undefined);
+  }
+
   // Requests.
 
   private async getItem(pk: string, sk: string): Promise<Item | undefined> {
@@ -459,11 +603,21 @@ export class DynamoDbMetadataStore implements MetadataStore {
     return item;
   }
 
-  /** Deletes an item; false if there was none. A conflict with a running transaction is retried. */
-  private deleteItem(pk: string, sk: string): Promise<boolean> {
+  /**
+   * Deletes an item (if condition holds: a refused one throws ConditionalCheckFailedException); false
+   * if there was none. A conflict with a running transaction is retried.
+   */
+  private deleteItem(
+    pk: string,
+    sk: string,
+    condition?: Pick<
+      DeleteCommandInput,
+      'ConditionExpression' | 'ExpressionAttributeNames' | 'ExpressionAttributeValues'
+    >,
+  ): Promise<boolean> {
     return retryConflicts(async () => {
       const result = await this.doc.send(
-        new DeleteCommand({ TableName: this.table, Key: key(pk, sk), ReturnValues: 'ALL_OLD' }),
+        new DeleteCommand({ TableName: this.table, Key: key(pk, sk), ReturnValues: 'ALL_OLD', ...condition }),
       );
       return result.Attributes !== undefined;
     });

@@ -4,7 +4,8 @@
  *
  *   /repositories/<name>/_layers/<alg>/<hex>/link                      JSON BlobLink
  *   /repositories/<name>/_manifests/revisions/<alg>/<hex>/record       JSON ManifestRecord (never with content)
- *   /repositories/<name>/_manifests/tags/<tag>/current                 the tagged digest, as text
+ *   /repositories/<name>/_manifests/tags/<tag>/current                 the tagged digest, as text; its
+ *                                                                      modTime is the tag's taggedAt
  *   /repositories/<name>/_referrers/<alg>/<hex>/<alg>-<hex>            marker: manifest <alg>:<hex> has subject <alg>:<hex>
  *   /repositories/<name>/_uploads/<id>/session                         JSON UploadSession
  *
@@ -15,9 +16,22 @@
  * a new file, never a part. Operations that touch several files are ordered so that a crash between
  * two writes leaves a state readers already handle (see putManifest and deleteManifest); they are not
  * transactions, which the interface's "all or none" for putManifest would need a database for.
+ *
+ * The scans (manifests, tagRecords, blobLinks, uploads) list directories and read their files a few
+ * at a time; an entry deleted while a scan runs is skipped.
  */
-import { PathNotFoundError, type StorageDriver } from '../storage/driver.js';
-import type { BlobLink, ManifestRecord, MetadataStore, Page, PageRequest, UploadSession } from './store.js';
+import { PathNotFoundError, type FileInfo, type StorageDriver } from '../storage/driver.js';
+import {
+  TagExistsError,
+  type BlobLink,
+  type ManifestRecord,
+  type MetadataStore,
+  type Page,
+  type PageRequest,
+  type PutManifestOptions,
+  type TagRecord,
+  type UploadSession,
+} from './store.js';
 
 const ROOT = '/repositories';
 /** A directory holding one of these is a repository (distribution's catalog rule). */
@@ -29,6 +43,9 @@ const REPOSITORY_MARKERS = new Set(['_layers', '_manifests']);
  */
 const ALGORITHM = /^[a-z0-9]+(?:[._][a-z0-9]+)*$/;
 const ENCODED = /^[A-Za-z0-9_-]+$/;
+
+/** How many files a scan reads at once (it still yields them in listing order). */
+const SCAN_CONCURRENCY = 16;
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -65,8 +82,25 @@ export class StorageBackedMetadataStore implements MetadataStore {
    * record untagged, or tagged by only some of `tags`: never a tag or marker pointing at a missing
    * record. Putting the manifest again completes the job. Each tag is one putContent, so a reader of a
    * tag being moved sees the old or the new digest.
+   *
+   * With keepTags every tag is read before anything is written, and a tag naming another digest stops
+   * the put. Like every multi-file change here that is not atomic across processes: a tag moved by a
+   * concurrent put between the check and the write is overwritten.
    */
-  async putManifest(repository: string, manifest: ManifestRecord, tags: readonly string[]): Promise<void> {
+  async putManifest(
+    repository: string,
+    manifest: ManifestRecord,
+    tags: readonly string[],
+    options?: PutManifestOptions,
+  ): Promise<void> {
+    if (options?.keepTags === true) {
+      const unique = [...new Set(tags)];
+      const current = await Promise.all(unique.map((tag) => this.readText(paths(repository).tagPath(tag))));
+      unique.forEach((tag, index) => {
+        const digest = current[index];
+        if (digest !== undefined && digest !== manifest.digest) throw new TagExistsError(tag, digest);
+      });
+    }
     await this.writeJson(paths(repository).recordPath(manifest.digest), storedRecord(manifest));
     if (manifest.subject !== undefined) {
       await this.driver.putContent(
@@ -111,8 +145,10 @@ export class StorageBackedMetadataStore implements MetadataStore {
     return deleted.filter((tag): tag is string => tag !== undefined).sort(compareCodePoints);
   }
 
-  async deleteTag(repository: string, tag: string): Promise<boolean> {
-    if ((await this.readText(paths(repository).tagPath(tag))) === undefined) return false;
+  /** With digest this is read-compare-delete: a tag moved by another process in between can still go. */
+  async deleteTag(repository: string, tag: string, digest?: string): Promise<boolean> {
+    const current = await this.readText(paths(repository).tagPath(tag));
+    if (current === undefined || (digest !== undefined && current !== digest)) return false;
     return this.deleteIfPresent(paths(repository).tagDir(tag));
   }
 
@@ -131,6 +167,46 @@ export class StorageBackedMetadataStore implements MetadataStore {
     return records
       .filter((record): record is ManifestRecord => record !== undefined)
       .sort((a, b) => compareCodePoints(a.digest, b.digest));
+  }
+
+  // Scans.
+
+  async *manifests(repository: string): AsyncIterable<ManifestRecord> {
+    for await (const digests of this.digestsBelow(paths(repository).revisionsDir())) {
+      yield* readInOrder(digests, (digest) => this.getManifest(repository, digest));
+    }
+  }
+
+  /** taggedAt is the modTime of the tag's file, read after its content: never older than the digest read. */
+  async *tagRecords(repository: string): AsyncIterable<TagRecord> {
+    const tags = await this.childNames(paths(repository).tagsDir());
+    yield* readInOrder(tags, async (tag): Promise<TagRecord | undefined> => {
+      const path = paths(repository).tagPath(tag);
+      const digest = await this.readText(path);
+      if (digest === undefined) return undefined;
+      const info = await this.statIfPresent(path);
+      return info === undefined ? undefined : { tag, digest, taggedAt: info.modTime.toISOString() };
+    });
+  }
+
+  async *blobLinks(repository: string): AsyncIterable<BlobLink> {
+    for await (const digests of this.digestsBelow(paths(repository).layersDir())) {
+      yield* readInOrder(digests, (digest) => this.getBlobLink(repository, digest));
+    }
+  }
+
+  /**
+   * The digests stored as `<alg>/<hex>` directories below dir, one sorted list per algorithm, the
+   * algorithms in the order of their `<alg>:` prefixes, so that all of it is in digest order.
+   */
+  private async *digestsBelow(dir: string): AsyncGenerator<string[]> {
+    const algorithms = (await this.childNames(dir))
+      .filter((algorithm) => ALGORITHM.test(algorithm))
+      .sort((a, b) => compareCodePoints(`${a}:`, `${b}:`));
+    for (const algorithm of algorithms) {
+      const encoded = await this.childNames(`${dir}/${algorithm}`);
+      yield encoded.filter((hex) => ENCODED.test(hex)).map((hex) => `${algorithm}:${hex}`);
+    }
   }
 
   // Catalog.
@@ -197,6 +273,22 @@ export class StorageBackedMetadataStore implements MetadataStore {
     await this.deleteIfPresent(paths(repository).uploadDir(id));
   }
 
+  /** Walks the repository tree as listRepositories does, reading the sessions in each `_uploads`. */
+  uploads(): AsyncIterable<UploadSession> {
+    return this.uploadsBelow(ROOT);
+  }
+
+  private async *uploadsBelow(dir: string): AsyncGenerator<UploadSession> {
+    const children = await this.childNames(dir);
+    if (dir !== ROOT && children.includes('_uploads')) {
+      const ids = await this.childNames(`${dir}/_uploads`);
+      yield* readInOrder(ids, (id) => this.readJson<UploadSession>(`${dir}/_uploads/${id}/session`));
+    }
+    for (const child of children) {
+      if (!child.startsWith('_')) yield* this.uploadsBelow(`${dir}/${child}`);
+    }
+  }
+
   /** Runs task after every earlier task queued under key (for this driver) has settled. */
   private async serialized<T>(key: string, task: () => Promise<T>): Promise<T> {
     let queues = updateQueues.get(this.driver);
@@ -232,6 +324,15 @@ export class StorageBackedMetadataStore implements MetadataStore {
   private async readJson<T>(path: string): Promise<T | undefined> {
     const text = await this.readText(path);
     return text === undefined ? undefined : (JSON.parse(text) as T);
+  }
+
+  private async statIfPresent(path: string): Promise<FileInfo | undefined> {
+    try {
+      return await this.driver.stat(path);
+    } catch (error) {
+      if (error instanceof PathNotFoundError) return undefined;
+      throw error;
+    }
   }
 
   private async writeJson(path: string, value: object): Promise<void> {
@@ -270,7 +371,9 @@ function paths(repository: string) {
   const referrersDir = (subject: string) => `${dir}/_referrers/${digestPath(subject)}`;
   const uploadDir = (id: string) => `${dir}/_uploads/${id}`;
   return {
+    layersDir: () => `${dir}/_layers`,
     layerDir: (digest: string) => `${dir}/_layers/${digestPath(digest)}`,
+    revisionsDir: () => `${dir}/_manifests/revisions`,
     recordDir,
     recordPath: (digest: string) => `${recordDir(digest)}/record`,
     tagsDir,
@@ -306,8 +409,8 @@ function digestFromMarker(marker: string): string {
 
 /** The record without inline content: this store keeps manifest bytes in blob storage only. */
 function storedRecord(manifest: ManifestRecord): ManifestRecord {
-  const { digest, mediaType, size, subject, artifactType, annotations } = manifest;
-  return { digest, mediaType, size, subject, artifactType, annotations };
+  const { digest, mediaType, size, subject, artifactType, annotations, pushedAt } = manifest;
+  return { digest, mediaType, size, subject, artifactType, annotations, pushedAt };
 }
 
 function storedSession(session: UploadSession): UploadSession {
@@ -321,6 +424,20 @@ function isExpired(session: UploadSession): boolean {
 
 function compareCodePoints(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/**
+ * read applied to each item, SCAN_CONCURRENCY at a time, the results yielded in the items' order;
+ * undefined results (files gone meanwhile) are skipped.
+ */
+async function* readInOrder<T, R>(
+  items: readonly T[],
+  read: (item: T) => Promise<R | undefined>,
+): AsyncGenerator<R> {
+  for (let start = 0; start < items.length; start += SCAN_CONCURRENCY) {
+    const results = await Promise.all(items.slice(start, start + SCAN_CONCURRENCY).map(read));
+    for (const result of results) if (result !== undefined) yield result;
+  }
 }
 
 /** Entries strictly after page.last, at most page.limit of them, from a list sorted by code point. */

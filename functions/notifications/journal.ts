@@ -79,8 +79,8 @@ export class Journal {
         if (unlinked) this.commits.push({ kind: 'blob-deleted', repository, digest });
         return unlinked;
       },
-      putManifest: async (repository, record, tags) => {
-        await store.putManifest(repository, record, tags);
+      putManifest: async (repository, record, tags, options) => {
+        await store.putManifest(repository, record, tags, options);
         // The registry tags at most one tag per request: the reference of a PUT by tag.
         this.commits.push({ kind: 'manifest', repository, record, tag: tags[0] });
       },
@@ -92,18 +92,23 @@ export class Journal {
         if (tags) this.commits.push({ kind: 'manifest-deleted', repository, digest, tags });
         return tags;
       },
-      deleteTag: async (repository, tag) => {
-        const deleted = await store.deleteTag(repository, tag);
+      deleteTag: async (repository, tag, digest) => {
+        const deleted = await store.deleteTag(repository, tag, digest);
         if (deleted) this.commits.push({ kind: 'tag-deleted', repository, tag });
         return deleted;
       },
       listTags: (repository, page) => store.listTags(repository, page),
       listReferrers: (repository, subject) => store.listReferrers(repository, subject),
       listRepositories: (page) => store.listRepositories(page),
+      // Scans (garbage collection): nothing to record.
+      manifests: (repository) => store.manifests(repository),
+      tagRecords: (repository) => store.tagRecords(repository),
+      blobLinks: (repository) => store.blobLinks(repository),
       createUpload: (session) => store.createUpload(session),
       getUpload: (repository, id) => store.getUpload(repository, id),
       updateUpload: (session, expectedOffset) => store.updateUpload(session, expectedOffset),
       deleteUpload: (repository, id) => store.deleteUpload(repository, id),
+      uploads: () => store.uploads(),
     };
   }
 

@@ -14,9 +14,9 @@ import {
   ManifestRecordTooLargeError,
   TABLE_KEYS,
 } from '../../functions/metadata/dynamodb.js';
-import type { ManifestRecord } from '../../functions/metadata/store.js';
+import { TagExistsError, type ManifestRecord } from '../../functions/metadata/store.js';
 import { startDynamoDbLocal, type DynamoDbLocal } from '../../bin/local/dynamodb-local.js';
-import { describeMetadataStore, uploadSession } from './store-suite.js';
+import { describeMetadataStore, expiryPastWholeSecond, uploadSession, waitUntilPast } from './store-suite.js';
 
 let local: DynamoDbLocal | undefined;
 
@@ -169,6 +169,56 @@ describe('DynamoDB metadata store', () => {
         expect(await a.getTag(repository, `first-${round}`)).toEqual(first);
         expect(await a.getTag(repository, `second-${round}`)).toEqual(second);
       }
+    });
+
+    it('with keepTags lets exactly one of two instances create the same new tag', async () => {
+      const { a, b } = await twoInstances();
+      const repository = 'race/keep';
+      for (let round = 0; round < 10; round++) {
+        const first = manifestWithContent(500);
+        const second = manifestWithContent(600);
+        const tag = `release-${round}`;
+        const [left, right] = await Promise.allSettled([
+          a.putManifest(repository, first, [tag], { keepTags: true }),
+          b.putManifest(repository, second, [tag], { keepTags: true }),
+        ]);
+        expect([left.status, right.status].sort()).toEqual(['fulfilled', 'rejected']);
+        const winner = left.status === 'fulfilled' ? first : second;
+        const loser = winner === first ? second : first;
+        const refusal: unknown =
+          left.status === 'rejected' ? left.reason : (right as PromiseRejectedResult).reason;
+        expect(refusal).toBeInstanceOf(TagExistsError);
+        expect(refusal).toMatchObject({ tag, digest: winner.digest });
+        expect((await a.getTag(repository, tag))?.digest).toBe(winner.digest);
+        expect(await b.getManifest(repository, loser.digest)).toBeUndefined();
+      }
+    });
+
+    it('with keepTags puts again when the refused tag is gone by the time it is read', async () => {
+      const { a, b, client } = await twoInstances();
+      const calls = countCalls(client);
+      const repository = 'race/keep-deleted';
+      const first = manifestWithContent(300);
+      const second = manifestWithContent(400);
+      await b.putManifest(repository, first, ['v1']);
+      // The transaction is refused on v1; before the refused tag is read, another instance deletes it.
+      let injected = false;
+      client.middlewareStack.add(
+        (next, context) => async (args) => {
+          if (context.commandName === 'GetItemCommand' && !injected) {
+            injected = true;
+            expect(await b.deleteTag(repository, 'v1', first.digest)).toBe(true);
+          }
+          return next(args);
+        },
+        { step: 'initialize' },
+      );
+      calls.reset();
+      await a.putManifest(repository, second, ['v1', 'v2'], { keepTags: true });
+      expect(injected).toBe(true);
+      expect(calls.names.filter((name) => name === 'TransactWriteItemsCommand')).toHaveLength(2);
+      expect((await b.getTag(repository, 'v1'))?.digest).toBe(second.digest);
+      expect((await b.getTag(repository, 'v2'))?.digest).toBe(second.digest);
     });
 
     it('deletes a tag added by another instance while a delete was running', async () => {
@@ -330,6 +380,57 @@ describe('DynamoDB metadata store', () => {
     });
   });
 
+  describe('scans', () => {
+    it('follows DynamoDB pages in every scan once items exceed 1 MB', async () => {
+      const { a, client } = await twoInstances();
+      const calls = countCalls(client);
+      const pushedAt = new Date().toISOString();
+      // 20 inline manifests of 60 KB, each tagged (a full copy): some 2.4 MB in one partition.
+      const records = Array.from({ length: 20 }, () => manifestWithContent(60 * 1024, { pushedAt }));
+      const tags = records.map((_, n) => `t${String(n).padStart(2, '0')}`);
+      for (const [n, record] of records.entries()) await a.putManifest('scan/app', record, [tags[n] ?? '']);
+      const links = Array.from({ length: 5 }, (_, n) => ({ digest: digestOf(randomBytes(8)), size: n }));
+      for (const link of links) await a.linkBlob('scan/app', link);
+      const sessions = [uploadSession('scan/app'), uploadSession('scan/other/app')];
+      for (const session of sessions) await a.createUpload(session);
+
+      const collect = async <T>(iterable: AsyncIterable<T>): Promise<T[]> => {
+        const items: T[] = [];
+        for await (const item of iterable) items.push(item);
+        return items;
+      };
+      const byDigest = (x: { digest: string }, y: { digest: string }) => (x.digest < y.digest ? -1 : 1);
+
+      calls.reset();
+      const manifests = await collect(a.manifests('scan/app'));
+      expect(calls.total()).toBeGreaterThan(1);
+      // Deep equality of typed arrays is slow: the bytes are compared as buffers.
+      const sorted = [...records].sort(byDigest);
+      expect(manifests.map(({ content: _, ...rest }) => rest)).toEqual(
+        sorted.map(({ content: _, ...rest }) => rest),
+      );
+      manifests.forEach((record, n) => {
+        expect(Buffer.from(record.content ?? []).equals(Buffer.from(sorted[n]?.content ?? [0]))).toBe(true);
+      });
+
+      calls.reset();
+      const tagRecords = await collect(a.tagRecords('scan/app'));
+      expect(calls.total()).toBeGreaterThan(1);
+      expect(tagRecords.map(({ tag, digest }) => ({ tag, digest }))).toEqual(
+        records.map((record, n) => ({ tag: tags[n], digest: record.digest })),
+      );
+      expect(tagRecords.every((record) => typeof record.taggedAt === 'string')).toBe(true);
+
+      expect(await collect(a.blobLinks('scan/app'))).toEqual([...links].sort(byDigest));
+
+      calls.reset();
+      const uploads = await collect(a.uploads());
+      expect(calls.total()).toBeGreaterThan(1);
+      const byId = (x: { id: string }, y: { id: string }) => (x.id < y.id ? -1 : 1);
+      expect(uploads.sort(byId)).toEqual([...sessions].sort(byId));
+    });
+  });
+
   describe('limits', () => {
     it('deletes a manifest with more tags than one transaction holds', async () => {
       const { a } = await twoInstances();
@@ -380,9 +481,11 @@ describe('DynamoDB metadata store', () => {
   describe('expiry', () => {
     it('hides an expired session that DynamoDB still holds, and refuses to update it', async () => {
       const { a, table, client } = await twoInstances();
-      const expiresAt = new Date(Date.now() - 1_000);
+      // DynamoDB Local's TTL job deletes expired items within moments: look while ttl is not yet past.
+      const expiresAt = new Date(expiryPastWholeSecond());
       const session = uploadSession('expiry/app', { expiresAt: expiresAt.toISOString() });
       await a.createUpload(session);
+      await waitUntilPast(expiresAt.getTime());
       const raw = await client.send(
         new GetItemCommand({
           TableName: table,
