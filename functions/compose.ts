@@ -24,6 +24,7 @@ import {
   type VerifierKeys,
 } from './auth/tokens.js';
 import { ConfigError, type RegistryConfig } from './config.js';
+import { isImmutable } from './maintenance/policies.js';
 import type { RequestHandler } from './http/handler.js';
 import type { Logger } from './log.js';
 import { type Metrics, NO_METRICS } from './metrics/metrics.js';
@@ -107,6 +108,7 @@ export async function composeRegistry(
       // Only local storage can read an unfinished upload back cheaply to re-derive its hash.
       persistHashState:
         config.storage.driver.type !== 'filesystem' && config.storage.driver.type !== 'inmemory',
+      immutableTags: immutableTags(config),
       ...overrides,
     },
   });
@@ -119,6 +121,13 @@ export async function composeRegistry(
       }
     : registry;
   return { handler, registry, storage, metadata, events };
+}
+
+/** The immutability rules as the registry asks them: is this tag of this repository immutable? */
+function immutableTags(config: RegistryConfig): RegistryOptions['immutableTags'] {
+  const rules = config.immutability;
+  if (rules.length === 0) return () => false;
+  return (repository, tag) => isImmutable(rules, repository, tag);
 }
 
 const NO_EVENTS: EventSink = { publish: () => Promise.resolve(), close: () => Promise.resolve() };

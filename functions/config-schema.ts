@@ -19,7 +19,7 @@ interface Typed<T> {
   readonly _type?: () => T;
 }
 
-type ScalarKind = 'string' | 'boolean' | 'integer' | 'duration';
+type ScalarKind = 'string' | 'boolean' | 'integer' | 'duration' | 'age';
 
 export interface ScalarDesc<T> extends Typed<T> {
   readonly kind: ScalarKind;
@@ -37,6 +37,10 @@ export interface EnumDesc<T> extends Typed<T> {
 export interface ListDesc<T> extends Typed<T> {
   readonly kind: 'list';
   readonly item: Desc;
+  /** The value when absent or empty (`key:`): a list, or undefined for an optional list. */
+  readonly default: readonly unknown[] | undefined;
+  /** At least one entry: absent (without a default) is "is required", `[]` is refused. */
+  readonly nonEmpty: boolean;
 }
 export interface MapDesc<T> extends Typed<T> {
   readonly kind: 'map';
@@ -57,6 +61,8 @@ export interface ObjectDesc<T> extends Typed<T> {
   readonly unsupported: Readonly<Record<string, string>>;
   /** Absent → undefined (an empty section `key:` still counts as present). */
   readonly optional: boolean;
+  /** Unknown keys are refused instead of warned about (this registry's own sections, where a typo matters). */
+  readonly strict: boolean;
   /**
    * A keyed union like distribution's `storage` and `auth`: a bare string `x` means `{x: {}}`,
    * other unknown keys are refused, and an environment override of the whole section replaces
@@ -98,17 +104,38 @@ export const str = (dflt = '', check?: (value: string) => string | undefined) =>
   scalar<string>('string', dflt, { check });
 export const optStr = (check?: (value: string) => string | undefined) =>
   scalar<string | undefined>('string', undefined, { check });
-export const reqStr = () => scalar<string>('string', undefined, { required: true });
+export const reqStr = (check?: (value: string) => string | undefined) =>
+  scalar<string>('string', undefined, { required: true, check });
 export const bool = (dflt = false) => scalar<boolean>('boolean', dflt);
 export const int = (dflt: number, min?: number) => scalar<number>('integer', dflt, { min });
 export const optInt = (min?: number) => scalar<number | undefined>('integer', undefined, { min });
 /** A Go duration (`300ms`, `1m30s`, `24h`; a bare integer is nanoseconds), decoded to milliseconds. */
 export const duration = (dfltMs: number) => scalar<number>('duration', dfltMs);
+/** An age: a Go duration or a number of days (`14d`), decoded to milliseconds; absent → undefined. */
+export const optAge = () => scalar<number | undefined>('age', undefined);
 export const oneOf = <const V extends readonly string[], D extends V[number] | undefined>(
   values: V,
   dflt: D,
 ): EnumDesc<V[number] | D> => ({ kind: 'enum', values, default: dflt });
-export const list = <I extends Desc>(item: I): ListDesc<Infer<I>[]> => ({ kind: 'list', item });
+interface ListOptions {
+  /** At least one entry (see ListDesc.nonEmpty). */
+  nonEmpty?: boolean;
+  /** The value when absent (default []). */
+  default?: readonly unknown[];
+}
+export const list = <I extends Desc>(item: I, opts: ListOptions = {}): ListDesc<Infer<I>[]> => ({
+  kind: 'list',
+  item,
+  default: opts.default ?? [],
+  nonEmpty: opts.nonEmpty ?? false,
+});
+/** A list that may be left out (undefined), but not given empty. */
+export const optList = <I extends Desc>(item: I): ListDesc<Infer<I>[] | undefined> => ({
+  kind: 'list',
+  item,
+  default: undefined,
+  nonEmpty: true,
+});
 export const map = <V extends Desc>(value: V): MapDesc<Record<string, Infer<V>>> => ({
   kind: 'map',
   value,
@@ -125,6 +152,8 @@ export const field = <D extends Desc>(key: string, desc: D, env?: string): Field
 interface ObjectOptions {
   unsupported?: Record<string, string>;
   variants?: Variants;
+  /** Refuse unknown keys (see ObjectDesc.strict). */
+  strict?: boolean;
 }
 export const object = <F extends Record<string, Field>>(fields: F, opts: ObjectOptions = {}) =>
   objectDesc<Shape<F>>(fields, opts, false);
@@ -139,6 +168,7 @@ const objectDesc = <T>(
   fields,
   unsupported: opts.unsupported ?? {},
   optional,
+  strict: opts.strict ?? false,
   variants: opts.variants,
 });
 
@@ -203,8 +233,13 @@ function walk(desc: Desc, value: unknown, path: string, ctx: Context): unknown {
       );
     }
     case 'list': {
-      if (value === undefined || value === null) return [];
+      if (value === undefined || value === null) {
+        if (desc.default === undefined) return undefined;
+        if (desc.nonEmpty && desc.default.length === 0) throw fail(ctx, path, 'is required');
+        return [...desc.default];
+      }
       if (!Array.isArray(value)) throw fail(ctx, path, `expected a list, got ${show(value)}`);
+      if (desc.nonEmpty && value.length === 0) throw fail(ctx, path, 'expected at least one entry, got []');
       return value.map((v: unknown, i) => walk(desc.item, v ?? null, `${path}[${i}]`, ctx));
     }
     case 'enum': {
@@ -231,6 +266,7 @@ const EXPECTED: Readonly<Record<ScalarKind, string>> = {
   boolean: 'a boolean',
   integer: 'an integer',
   duration: 'a duration such as 300ms, 10s, 1m30s or 24h',
+  age: 'a duration such as 12h or 14d (days)',
 };
 
 function walkScalar(desc: ScalarDesc<unknown>, value: unknown, path: string, ctx: Context): unknown {
@@ -268,6 +304,9 @@ function convert(kind: ScalarKind, value: unknown): string | number | boolean | 
       if (typeof value === 'number')
         return Number.isSafeInteger(value) && value >= 0 ? value / 1e6 : undefined;
       return typeof value === 'string' ? parseGoDuration(value) : undefined;
+    case 'age':
+      // Text only: a bare number could be nanoseconds (Go) or days.
+      return typeof value === 'string' ? parseAge(value) : undefined;
   }
 }
 
@@ -293,6 +332,9 @@ function walkObject(desc: ObjectDesc<unknown>, value: unknown, path: string, ctx
     } else if (desc.variants) {
       const supported = desc.variants.keys.join(', ');
       throw fail(ctx, path, `unsupported ${desc.variants.noun} "${key}" (supported: ${supported})`);
+    } else if (desc.strict) {
+      const keys = fields.map(([, f]) => f.key).join(', ');
+      throw fail(ctx, join(path, key), `unknown key; expected ${keys}`);
     } else {
       ctx.warnings.push(`unknown configuration key ${join(path, key)} (ignored)`);
     }
@@ -333,6 +375,12 @@ export function parseGoDuration(text: string): number | undefined {
     rest = rest.slice(m[0].length);
   }
   return text.trim() === '' ? undefined : ns / 1e6;
+}
+
+/** A Go duration, or a whole number of days (`14d`), in milliseconds; undefined when neither. */
+export function parseAge(text: string): number | undefined {
+  const days = /^\s*(\d+)d\s*$/.exec(text);
+  return days ? Number(days[1]) * 86_400_000 : parseGoDuration(text);
 }
 
 // ---- environment overrides ------------------------------------------------------------------------

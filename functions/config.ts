@@ -13,6 +13,12 @@ import { parseDocument } from 'yaml';
 import { type AccessPolicyConfig, accessRulesError } from './auth/policy.js';
 import { DEFAULT_ALGORITHMS } from './auth/tokens.js';
 import { DEFAULT_EVENT_SOURCE, EVENT_ACTIONS } from './notifications/events.js';
+import {
+  globProblem,
+  type ImmutabilityRule,
+  type RetentionPolicy,
+  type RetentionRule,
+} from './maintenance/policies.js';
 import type { Context, Infer } from './config-schema.js';
 import {
   ConfigError,
@@ -28,6 +34,8 @@ import {
   object,
   oneOf,
   optInt,
+  optAge,
+  optList,
   optMap,
   optObject,
   optStr,
@@ -36,7 +44,14 @@ import {
   str,
 } from './config-schema.js';
 
-export { ConfigError, parseGoDuration } from './config-schema.js';
+export { ConfigError, parseAge, parseGoDuration } from './config-schema.js';
+export type {
+  ImmutabilityRule,
+  RetentionPolicy,
+  RetentionRule,
+  TagRetentionRule,
+  UntaggedRetentionRule,
+} from './maintenance/policies.js';
 
 export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
 
@@ -219,6 +234,20 @@ export interface RegistryConfig {
     /** `uploads.urlexpiry` (default 1h): how long a signed upload URL may be used. */
     urlExpiryMs: number;
   };
+  /** `gc`, this registry's own: online garbage collection. */
+  gc: {
+    /**
+     * `gc.grace` (default 1h, `0s` allowed): nothing written, pushed or used more recently than this
+     * before a run starts is removed by it.
+     */
+    graceMs: number;
+    /** `gc.deleteuntagged` (default false): remove manifests no tag reaches, in every repository. */
+    deleteUntagged: boolean;
+  };
+  /** `retention`, this registry's own: per repository, the first policy whose repositories match applies. */
+  retention: RetentionPolicy[];
+  /** `immutability`, this registry's own: tags that, once pushed, cannot be moved to another manifest. */
+  immutability: ImmutabilityRule[];
 }
 
 export interface LoadOptions {
@@ -239,6 +268,9 @@ const ignore = () =>
   object({ mediaTypes: field('mediatypes', strings()), actions: field('actions', strings()) });
 const absoluteUrl = (v: string) =>
   URL.canParse(v) ? undefined : `expected an absolute URL, got ${JSON.stringify(v)}`;
+/** Glob patterns (see maintenance/policies.ts), compiled while loading, so that invalid ones are refused. */
+const globs = (options: { nonEmpty?: boolean; default?: string[] } = {}) =>
+  list(reqStr(globProblem), options);
 
 const schema = object(
   {
@@ -474,6 +506,56 @@ const schema = object(
         urlExpiryMs: field('urlexpiry', duration(3_600_000)),
       }),
     ),
+    gc: field(
+      'gc',
+      object(
+        {
+          graceMs: field('grace', duration(3_600_000)),
+          deleteUntagged: field('deleteuntagged', bool(false)),
+        },
+        { strict: true },
+      ),
+    ),
+    retention: field(
+      'retention',
+      list(
+        object(
+          {
+            repositories: field('repositories', globs({ nonEmpty: true })),
+            protect: field('protect', globs()),
+            rules: field(
+              'rules',
+              list(
+                object(
+                  {
+                    tags: field('tags', optList(reqStr(globProblem))),
+                    keepLast: field('keeplast', optInt(1)),
+                    olderThanMs: field('olderthan', optAge()),
+                    untagged: field('untagged', bool(false)),
+                  },
+                  { strict: true },
+                ),
+                { nonEmpty: true },
+              ),
+            ),
+          },
+          { strict: true },
+        ),
+      ),
+    ),
+    immutability: field(
+      'immutability',
+      list(
+        object(
+          {
+            repositories: field('repositories', globs({ nonEmpty: true })),
+            tags: field('tags', globs({ nonEmpty: true, default: ['*'] })),
+            except: field('except', globs()),
+          },
+          { strict: true },
+        ),
+      ),
+    ),
   },
   {
     unsupported: {
@@ -566,7 +648,7 @@ function resolveConfig(d: Decoded, ctx: Context): RegistryConfig {
       driver,
       delete: d.storage.delete,
       redirect: resolveRedirect(d.storage.redirect, driver, ctx),
-      maintenance: d.storage.maintenance,
+      maintenance: resolveMaintenance(d.storage.maintenance, ctx),
     },
     metadata: d.metadata.dynamodb ? { type: 'dynamodb', ...d.metadata.dynamodb } : { type: 'storage' },
     auth: resolveAuth(d.auth, ctx),
@@ -576,7 +658,63 @@ function resolveConfig(d: Decoded, ctx: Context): RegistryConfig {
     metrics: d.metrics,
     catalog: { maxEntries: d.catalog.maxEntries > 0 ? d.catalog.maxEntries : 1000 },
     uploads: resolveUploads(d, ctx),
+    gc: d.gc,
+    retention: d.retention.map((policy, i) => ({
+      repositories: policy.repositories,
+      protect: policy.protect,
+      rules: policy.rules.map((rule, j) => resolveRetentionRule(rule, `retention[${i}].rules[${j}]`, ctx)),
+    })),
+    immutability: d.immutability,
   };
+}
+
+/** A purge loop runs every interval: zero would never pause. */
+function resolveMaintenance(
+  maintenance: Decoded['storage']['maintenance'],
+  ctx: Context,
+): RegistryConfig['storage']['maintenance'] {
+  const purging = maintenance.uploadPurging;
+  if (purging.enabled && purging.intervalMs <= 0) {
+    throw configError(
+      ctx,
+      'storage.maintenance.uploadpurging.interval: must be more than 0 while uploadpurging is enabled',
+    );
+  }
+  return maintenance;
+}
+
+type DecodedRule = Decoded['retention'][number]['rules'][number];
+
+/** A rule is `{tags, keeplast and/or olderthan}` or `{untagged: true, olderthan}`, nothing else. */
+function resolveRetentionRule(rule: DecodedRule, key: string, ctx: Context): RetentionRule {
+  const { tags, keepLast, olderThanMs, untagged } = rule;
+  if (untagged) {
+    if (tags !== undefined || keepLast !== undefined) {
+      const which = tags !== undefined ? 'tags' : 'keeplast';
+      throw configError(
+        ctx,
+        `${key}.${which}: not with untagged: true; a rule is either {tags, keeplast and/or olderthan} ` +
+          'or {untagged: true, olderthan}',
+      );
+    }
+    if (olderThanMs === undefined) {
+      throw configError(
+        ctx,
+        `${key}.olderthan: is required with untagged: true (how old an untagged manifest goes)`,
+      );
+    }
+    return { kind: 'untagged', olderThanMs };
+  }
+  if (tags === undefined) {
+    throw configError(
+      ctx,
+      `${key}: expected tags (with keeplast and/or olderthan) or untagged: true (with olderthan)`,
+    );
+  }
+  if (keepLast === undefined && olderThanMs === undefined) {
+    throw configError(ctx, `${key}: tags need keeplast, olderthan or both (which of them go)`);
+  }
+  return { kind: 'tags', tags, keepLast, olderThanMs };
 }
 
 function resolveUploads(d: Decoded, ctx: Context): RegistryConfig['uploads'] {

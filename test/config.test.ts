@@ -3,8 +3,9 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { composeRegistry } from '../functions/compose.js';
-import { ConfigError, loadConfig, parseGoDuration } from '../functions/config.js';
+import { ConfigError, loadConfig, parseAge, parseGoDuration } from '../functions/config.js';
 import { silentLogger } from '../functions/log.js';
+import { type Api, expectError, pushImage, putManifest } from './api/helpers.js';
 
 let dir: string;
 let counter = 0;
@@ -700,5 +701,403 @@ describe('parseGoDuration', () => {
   it('reads a bare integer in the file as nanoseconds, as Go does', async () => {
     const { config } = await load(`${minimal}http: {draintimeout: 2000000000}\n`);
     expect(config.http.drainTimeoutMs).toBe(2000);
+  });
+});
+
+describe('loadConfig gc, retention and immutability', () => {
+  const designExample = `gc:
+  grace: 1h
+  deleteuntagged: false
+retention:
+  - repositories: ["ci/**"]
+    protect: ["latest", "v*"]
+    rules:
+      - tags: ["main-*"]
+        keeplast: 10
+      - tags: ["pr-*"]
+        olderthan: 14d
+      - untagged: true
+        olderthan: 7d
+immutability:
+  - repositories: ["prod/**"]
+    tags: ["*"]
+    except: ["latest"]
+`;
+
+  it('is off by default: an hour of grace, no untagged removal, no policies, no immutable tags', async () => {
+    const { config, warnings } = await load(minimal);
+    expect(warnings).toEqual([]);
+    expect(config.gc).toEqual({ graceMs: 3_600_000, deleteUntagged: false });
+    expect(config.retention).toEqual([]);
+    expect(config.immutability).toEqual([]);
+  });
+
+  it('reads the sections into typed values', async () => {
+    const { config, warnings } = await load(`${minimal}${designExample}`);
+    expect(warnings).toEqual([]);
+    expect(config.gc).toEqual({ graceMs: 3_600_000, deleteUntagged: false });
+    expect(config.retention).toEqual([
+      {
+        repositories: ['ci/**'],
+        protect: ['latest', 'v*'],
+        rules: [
+          { kind: 'tags', tags: ['main-*'], keepLast: 10, olderThanMs: undefined },
+          { kind: 'tags', tags: ['pr-*'], keepLast: undefined, olderThanMs: 14 * 86_400_000 },
+          { kind: 'untagged', olderThanMs: 7 * 86_400_000 },
+        ],
+      },
+    ]);
+    expect(config.immutability).toEqual([{ repositories: ['prod/**'], tags: ['*'], except: ['latest'] }]);
+  });
+
+  it('takes a Go duration for gc.grace, 0s included, and YAML 1.1 booleans', async () => {
+    const gc = async (yaml: string) => (await load(`${minimal}gc: ${yaml}\n`)).config.gc;
+    expect(await gc('{grace: 0s}')).toEqual({ graceMs: 0, deleteUntagged: false });
+    expect(await gc('{grace: 1h30m, deleteuntagged: yes}')).toEqual({
+      graceMs: 5_400_000,
+      deleteUntagged: true,
+    });
+    expect(await gc('')).toEqual({ graceMs: 3_600_000, deleteUntagged: false });
+  });
+
+  it('defaults a policy without protect to none, and reads keeplast with olderthan together', async () => {
+    const { config } = await load(`${minimal}retention:
+  - repositories: ['**']
+    rules:
+      - {tags: ['*'], keeplast: 1, olderthan: 336h}
+      - {untagged: true, olderthan: 0d}
+`);
+    expect(config.retention).toEqual([
+      {
+        repositories: ['**'],
+        protect: [],
+        rules: [
+          { kind: 'tags', tags: ['*'], keepLast: 1, olderThanMs: 336 * 3_600_000 },
+          { kind: 'untagged', olderThanMs: 0 },
+        ],
+      },
+    ]);
+  });
+
+  it('defaults an immutability rule to every tag, excepting none', async () => {
+    const { config } = await load(`${minimal}immutability:\n  - repositories: [prod/*, 'releases/**']\n`);
+    expect(config.immutability).toEqual([
+      { repositories: ['prod/*', 'releases/**'], tags: ['*'], except: [] },
+    ]);
+  });
+
+  it('takes the sections from the environment', async () => {
+    const { config, warnings } = await load(minimal, {
+      REGISTRY_GC_GRACE: '30m',
+      REGISTRY_GC_DELETEUNTAGGED: 'true',
+      REGISTRY_RETENTION: '[{repositories: [ci/**], rules: [{tags: [pr-*], olderthan: 14d}]}]',
+      REGISTRY_RETENTION_0_PROTECT: '[latest]',
+      REGISTRY_IMMUTABILITY_0_REPOSITORIES: '[prod/**]',
+      REGISTRY_IMMUTABILITY_0_EXCEPT_0: 'latest',
+    });
+    expect(warnings).toEqual([]);
+    expect(config.gc).toEqual({ graceMs: 1_800_000, deleteUntagged: true });
+    expect(config.retention).toEqual([
+      {
+        repositories: ['ci/**'],
+        protect: ['latest'],
+        rules: [{ kind: 'tags', tags: ['pr-*'], keepLast: undefined, olderThanMs: 14 * 86_400_000 }],
+      },
+    ]);
+    expect(config.immutability).toEqual([{ repositories: ['prod/**'], tags: ['*'], except: ['latest'] }]);
+  });
+
+  it('names the variable a wrong value came from', async () => {
+    await expect(load(minimal, { REGISTRY_GC_GRACE: '1d' })).rejects.toThrow(
+      'gc.grace: expected a duration such as 300ms, 10s, 1m30s or 24h, got "1d" (from environment variable REGISTRY_GC_GRACE)',
+    );
+  });
+
+  const policyWith = (rule: string) => `retention:\n  - repositories: [ci/**]\n    rules:\n      - ${rule}\n`;
+
+  it.each([
+    // gc
+    [
+      'gc.grace: soon',
+      'gc: {grace: soon}',
+      'gc.grace: expected a duration such as 300ms, 10s, 1m30s or 24h, got "soon"',
+    ],
+    ['gc.grace in days (Go durations only)', 'gc: {grace: 2d}', 'gc.grace: expected a duration'],
+    [
+      'gc.deleteuntagged: maybe',
+      'gc: {deleteuntagged: maybe}',
+      'gc.deleteuntagged: expected a boolean, got "maybe"',
+    ],
+    [
+      'an unknown gc key',
+      'gc: {grace: 1h, dryrun: true}',
+      'gc.dryrun: unknown key; expected grace, deleteuntagged',
+    ],
+    ['gc as a list', 'gc: [grace]', 'gc: expected a map, got a list'],
+    // retention policies
+    ['retention as a map', 'retention: {repositories: [a]}', 'retention: expected a list, got a map'],
+    ['a policy as a string', 'retention: [ci]', 'retention[0]: expected a map, got "ci"'],
+    [
+      'a policy without repositories',
+      'retention: [{rules: [{untagged: true, olderthan: 1d}]}]',
+      'retention[0].repositories: is required',
+    ],
+    [
+      'a policy with no repositories',
+      'retention: [{repositories: [], rules: [{untagged: true, olderthan: 1d}]}]',
+      'retention[0].repositories: expected at least one entry, got []',
+    ],
+    [
+      'repositories as a string',
+      'retention: [{repositories: ci/**, rules: [{untagged: true, olderthan: 1d}]}]',
+      'retention[0].repositories: expected a list, got "ci/**"',
+    ],
+    [
+      'an invalid repository pattern',
+      "retention: [{repositories: [a, 'b/[z-a]'], rules: [{untagged: true, olderthan: 1d}]}]",
+      'retention[0].repositories[1]: invalid pattern "b/[z-a]": Range out of order in character class',
+    ],
+    [
+      'an empty repository pattern',
+      "retention: [{repositories: [''], rules: [{untagged: true, olderthan: 1d}]}]",
+      'retention[0].repositories[0]: invalid pattern "": a pattern cannot be empty',
+    ],
+    [
+      'a missing repository pattern',
+      'retention: [{repositories: [~], rules: [{untagged: true, olderthan: 1d}]}]',
+      'retention[0].repositories[0]: is required',
+    ],
+    [
+      'an invalid protect pattern',
+      "retention: [{repositories: [a], protect: ['{v1'], rules: [{untagged: true, olderthan: 1d}]}]",
+      'retention[0].protect[0]: invalid pattern "{v1": Unterminated group',
+    ],
+    ['a policy without rules', 'retention: [{repositories: [a]}]', 'retention[0].rules: is required'],
+    [
+      'a policy with no rules',
+      'retention: [{repositories: [a], rules: []}]',
+      'retention[0].rules: expected at least one entry, got []',
+    ],
+    [
+      'an unknown policy key',
+      'retention: [{repositories: [a], protects: [latest], rules: [{untagged: true, olderthan: 1d}]}]',
+      'retention[0].protects: unknown key; expected repositories, protect, rules',
+    ],
+    // retention rules
+    [
+      'a rule with tags only',
+      policyWith('{tags: [main-*]}'),
+      'retention[0].rules[0]: tags need keeplast, olderthan or both',
+    ],
+    [
+      'a rule with neither tags nor untagged',
+      policyWith('{keeplast: 3}'),
+      'retention[0].rules[0]: expected tags (with keeplast and/or olderthan) or untagged: true (with olderthan)',
+    ],
+    [
+      'a rule with untagged: false',
+      policyWith('{untagged: false, olderthan: 7d}'),
+      'retention[0].rules[0]: expected tags (with keeplast and/or olderthan) or untagged: true',
+    ],
+    [
+      'a rule with no tags',
+      policyWith('{tags: [], keeplast: 3}'),
+      'retention[0].rules[0].tags: expected at least one entry, got []',
+    ],
+    [
+      'an invalid tag pattern',
+      policyWith("{tags: ['v[z-a]'], keeplast: 3}"),
+      'retention[0].rules[0].tags[0]: invalid pattern "v[z-a]": Range out of order in character class',
+    ],
+    [
+      'keeplast: 0',
+      policyWith('{tags: [a], keeplast: 0}'),
+      'retention[0].rules[0].keeplast: must be at least 1, got 0',
+    ],
+    [
+      'keeplast: -2',
+      policyWith('{tags: [a], keeplast: -2}'),
+      'retention[0].rules[0].keeplast: must be at least 1, got -2',
+    ],
+    [
+      'keeplast: 2.5',
+      policyWith('{tags: [a], keeplast: 2.5}'),
+      'retention[0].rules[0].keeplast: expected an integer, got 2.5',
+    ],
+    [
+      'keeplast: all',
+      policyWith('{tags: [a], keeplast: all}'),
+      'retention[0].rules[0].keeplast: expected an integer, got "all"',
+    ],
+    [
+      'olderthan in weeks',
+      policyWith('{tags: [a], olderthan: 2w}'),
+      'retention[0].rules[0].olderthan: expected a duration such as 12h or 14d (days), got "2w"',
+    ],
+    [
+      'olderthan in fractional days',
+      policyWith('{tags: [a], olderthan: 1.5d}'),
+      'retention[0].rules[0].olderthan: expected a duration such as 12h or 14d (days), got "1.5d"',
+    ],
+    [
+      'olderthan as a bare number',
+      policyWith('{tags: [a], olderthan: 14}'),
+      'retention[0].rules[0].olderthan: expected a duration such as 12h or 14d (days), got 14',
+    ],
+    [
+      'untagged without olderthan',
+      policyWith('{untagged: true}'),
+      'retention[0].rules[0].olderthan: is required with untagged: true',
+    ],
+    [
+      'untagged with tags',
+      policyWith('{untagged: true, tags: [a], olderthan: 1d}'),
+      'retention[0].rules[0].tags: not with untagged: true',
+    ],
+    [
+      'untagged with keeplast',
+      policyWith('{untagged: true, keeplast: 3, olderthan: 1d}'),
+      'retention[0].rules[0].keeplast: not with untagged: true',
+    ],
+    [
+      'untagged: maybe',
+      policyWith('{untagged: maybe, olderthan: 1d}'),
+      'retention[0].rules[0].untagged: expected a boolean, got "maybe"',
+    ],
+    [
+      'an unknown rule key',
+      policyWith('{tags: [a], keeplast: 3, olderthen: 1d}'),
+      'retention[0].rules[0].olderthen: unknown key; expected tags, keeplast, olderthan, untagged',
+    ],
+    [
+      'a wrong rule in a later policy',
+      `retention:\n  - {repositories: [a], rules: [{untagged: true, olderthan: 1d}]}\n  - {repositories: [b], rules: [{untagged: true, olderthan: 1d}, {tags: [x]}]}`,
+      'retention[1].rules[1]: tags need keeplast, olderthan or both',
+    ],
+    // immutability
+    [
+      'immutability as a map',
+      'immutability: {repositories: [a]}',
+      'immutability: expected a list, got a map',
+    ],
+    [
+      'an immutability rule without repositories',
+      'immutability: [{tags: [v*]}]',
+      'immutability[0].repositories: is required',
+    ],
+    [
+      'an immutability rule with no repositories',
+      'immutability: [{repositories: []}]',
+      'immutability[0].repositories: expected at least one entry, got []',
+    ],
+    [
+      'an immutability rule with no tags',
+      'immutability: [{repositories: [a], tags: []}]',
+      'immutability[0].tags: expected at least one entry, got []',
+    ],
+    [
+      'an invalid immutability tag pattern',
+      "immutability: [{repositories: [a], tags: ['{v']}]",
+      'immutability[0].tags[0]: invalid pattern "{v": Unterminated group',
+    ],
+    [
+      'an invalid except pattern',
+      "immutability: [{repositories: [a], except: ['[z-a]']}]",
+      'immutability[0].except[0]: invalid pattern "[z-a]": Range out of order in character class',
+    ],
+    [
+      'except as a string',
+      'immutability: [{repositories: [a], except: latest}]',
+      'immutability[0].except: expected a list, got "latest"',
+    ],
+    [
+      'an unknown immutability key',
+      'immutability: [{repositories: [a], exept: [latest]}]',
+      'immutability[0].exept: unknown key; expected repositories, tags, except',
+    ],
+  ])('refuses %s, naming the key', async (_what, yaml, message) => {
+    const loading = load(`${minimal}${yaml}\n`);
+    await expect(loading).rejects.toBeInstanceOf(ConfigError);
+    await expect(loading).rejects.toThrow(message);
+  });
+});
+
+describe('composing immutability', () => {
+  it('makes the configured tags immutable, and only those', async () => {
+    const { config } = await load(
+      `${inmemory}immutability:\n  - {repositories: ['prod/**'], except: [latest]}\n`,
+    );
+    const { handler, events } = await composeRegistry(config, silentLogger);
+    const api: Api = {
+      request: (path, init = {}) => {
+        const headers = new Headers(init.headers);
+        if (init.body instanceof Uint8Array) headers.set('content-length', String(init.body.byteLength));
+        return handler.handle(new Request(`http://registry.test${path}`, { ...init, headers }));
+      },
+      reopen: () => Promise.reject(new Error('not needed')),
+    };
+    const first = await pushImage(api, 'prod/app', { tag: 'v1' });
+    const other = await pushImage(api, 'prod/app');
+    await expectError(await putManifest(api, 'prod/app', 'v1', other.bytes), 'DENIED', 403);
+    expect((await putManifest(api, 'prod/app', 'v1', first.bytes)).status).toBe(201);
+    expect((await putManifest(api, 'prod/app', 'latest', first.bytes)).status).toBe(201);
+    expect((await putManifest(api, 'prod/app', 'latest', other.bytes)).status).toBe(201);
+    await pushImage(api, 'dev/app', { tag: 'v1' });
+    await pushImage(api, 'dev/app', { tag: 'v1' });
+    await events.close(0);
+  });
+});
+
+describe('loadConfig storage.maintenance.uploadpurging', () => {
+  it('keeps enabled, age, interval and dryrun', async () => {
+    const { config, warnings } = await load(
+      `${minimal}  maintenance:\n    uploadpurging: {enabled: false, age: 72h, interval: 12h, dryrun: true}\n`,
+    );
+    expect(warnings).toEqual([]);
+    expect(config.storage.maintenance.uploadPurging).toEqual({
+      enabled: false,
+      ageMs: 72 * 3_600_000,
+      intervalMs: 12 * 3_600_000,
+      dryRun: true,
+    });
+  });
+
+  it('takes them from the environment', async () => {
+    const { config } = await load(minimal, {
+      REGISTRY_STORAGE_MAINTENANCE_UPLOADPURGING_AGE: '48h',
+      REGISTRY_STORAGE_MAINTENANCE_UPLOADPURGING_INTERVAL: '1h',
+      REGISTRY_STORAGE_MAINTENANCE_UPLOADPURGING_DRYRUN: 'true',
+    });
+    expect(config.storage.maintenance.uploadPurging).toEqual({
+      enabled: true,
+      ageMs: 48 * 3_600_000,
+      intervalMs: 3_600_000,
+      dryRun: true,
+    });
+  });
+
+  it('refuses a zero interval while purging is enabled', async () => {
+    const purging = (yaml: string) => load(`${minimal}  maintenance:\n    uploadpurging: ${yaml}\n`);
+    await expect(purging('{interval: 0s}')).rejects.toThrow(
+      'storage.maintenance.uploadpurging.interval: must be more than 0 while uploadpurging is enabled',
+    );
+    const disabled = await purging('{enabled: false, interval: 0s}');
+    expect(disabled.config.storage.maintenance.uploadPurging.intervalMs).toBe(0);
+    await expect(purging('{age: soon}')).rejects.toThrow(
+      'storage.maintenance.uploadpurging.age: expected a duration',
+    );
+  });
+});
+
+describe('parseAge', () => {
+  it('parses Go durations and whole days to milliseconds', () => {
+    expect(parseAge('14d')).toBe(14 * 86_400_000);
+    expect(parseAge('0d')).toBe(0);
+    expect(parseAge('336h')).toBe(336 * 3_600_000);
+    expect(parseAge('90m')).toBe(5_400_000);
+  });
+
+  it('refuses anything else', () => {
+    for (const text of ['', 'd', '1.5d', '1d12h', '-1d', '2w', '14']) expect(parseAge(text)).toBeUndefined();
   });
 });

@@ -20,6 +20,11 @@ export interface RegistryOptions {
    * that cannot read an upload back before it completes, like S3 multipart).
    */
   persistHashState: boolean;
+  /**
+   * Whether a tag of a repository is immutable (the `immutability` configuration): once it exists,
+   * a push may not move it to another manifest. Never, by default.
+   */
+  immutableTags: (repository: string, tag: string) => boolean;
 }
 
 export const DEFAULT_OPTIONS: RegistryOptions = {
@@ -29,6 +34,7 @@ export const DEFAULT_OPTIONS: RegistryOptions = {
   redirectExpirySeconds: 20 * 60,
   uploadTTLSeconds: 7 * 24 * 3600,
   persistHashState: false,
+  immutableTags: () => false,
 };
 
 /**

@@ -1,4 +1,4 @@
-import type { ManifestRecord } from '../metadata/store.js';
+import { type ManifestRecord, TagExistsError } from '../metadata/store.js';
 import type { Context } from './context.js';
 import { digestOf, isDigest, parseDigest } from './digest.js';
 import { RegistryError } from './errors.js';
@@ -56,10 +56,11 @@ export async function putManifest(
     subject: manifest.subject?.digest,
     artifactType: manifest.artifactType,
     annotations: manifest.annotations,
+    pushedAt: new Date().toISOString(),
     // Stores that can keep small manifests inline (DynamoDB) serve a pull from one read.
     content: body,
   };
-  await ctx.metadata.putManifest(name, record, byDigest ? [] : [reference]);
+  await storeManifest(ctx, name, reference, byDigest, record);
 
   const headers: Record<string, string> = {
     Location: `/v2/${name}/manifests/${digest.value}`,
@@ -68,6 +69,33 @@ export async function putManifest(
   };
   if (manifest.subject) headers['OCI-Subject'] = manifest.subject.digest;
   return new Response(null, { status: 201, headers });
+}
+
+/**
+ * Records the manifest, and tags it unless pushed by digest. An immutable tag (the `immutability`
+ * configuration) is never moved: the store refuses, atomically, to point it at another manifest than
+ * the one it names, so that a second push of the same manifest succeeds and any other is denied.
+ */
+async function storeManifest(
+  ctx: Context,
+  name: string,
+  reference: string,
+  byDigest: boolean,
+  record: ManifestRecord,
+): Promise<void> {
+  if (byDigest) return ctx.metadata.putManifest(name, record, []);
+  if (!ctx.options.immutableTags(name, reference)) return ctx.metadata.putManifest(name, record, [reference]);
+  try {
+    await ctx.metadata.putManifest(name, record, [reference], { keepTags: true });
+  } catch (error) {
+    if (!(error instanceof TagExistsError)) throw error;
+    throw new RegistryError(
+      'DENIED',
+      `tag ${reference} in repository ${name} is immutable: it already points at ${error.digest}; ` +
+        'push a new tag instead',
+      { detail: { tag: reference, digest: error.digest }, cause: error },
+    );
+  }
 }
 
 /** DELETE by digest removes the manifest and its tags; DELETE by tag removes only the tag. */

@@ -236,9 +236,12 @@ export class Registry {
         : await this.authorizer.authorize(request, client, method.scopes(params));
       client.user = access.user;
       if (ctx.options.readOnly && !READS.has(request.method)) {
+        // A 405 names what is allowed: here, the route's reads (none for the upload start).
+        const reads = Object.keys(route.methods).filter((allowed) => READS.has(allowed));
         throw new RegistryError(
           'UNSUPPORTED',
-          'the registry is in read-only mode for maintenance: pulls only',
+          `the registry is in read-only mode for maintenance: ${request.method} refused, pulls only`,
+          { headers: { Allow: reads.join(', ') } },
         );
       }
       return method.handle(ctx, request, url, params, access);

@@ -1,5 +1,6 @@
 /** Manifests: push, pull, validation, the manifest kinds, subjects, deletes and tags. */
 import { describe, expect, it } from 'vitest';
+import { type ImmutabilityRule, isImmutable } from '../../functions/maintenance/policies.js';
 import {
   type Api,
   bodyOf,
@@ -398,6 +399,83 @@ export function describeManifests(makeTarget: MakeTarget): void {
       expect(again.headers.get('docker-content-digest')).toBe(pushed.digest);
       await expectManifest(api, 'stable', pushed);
       await expectManifest(api, 'v1', pushed);
+    });
+  });
+
+  describe('immutable tags', () => {
+    // As `immutability: [{repositories: ['manifests/**'], except: ['latest', 'dev-*']}]` configures.
+    const rules: ImmutabilityRule[] = [
+      { repositories: ['manifests/**'], tags: ['*'], except: ['latest', 'dev-*'] },
+    ];
+    const api = useTarget(makeTarget, {
+      immutableTags: (repository, tag) => isImmutable(rules, repository, tag),
+    });
+
+    /** The digest a tag of repository points at (HEAD), or undefined when it points at none. */
+    const taggedDigest = async (tag: string, repository = REPO) => {
+      const response = await api.request(`/v2/${repository}/manifests/${tag}`, { method: 'HEAD' });
+      return response.status === 200 ? response.headers.get('docker-content-digest') : undefined;
+    };
+
+    it('accepts the first push of a tag, and the same manifest again', async () => {
+      const pushed = await pushImage(api, REPO, { tag: 'v1' });
+      const again = await putManifest(api, REPO, 'v1', pushed.bytes);
+      expect(again.status).toBe(201);
+      expect(again.headers.get('docker-content-digest')).toBe(pushed.digest);
+      await expectManifest(api, 'v1', pushed);
+    });
+
+    it('refuses to move the tag to another manifest with 403 DENIED, leaving the tag as it was', async () => {
+      const first = await pushImage(api, REPO, { tag: 'v1' });
+      const other = manifestBytes(await imageManifest(api));
+      const response = await putManifest(api, REPO, 'v1', other);
+      expect(response.status).toBe(403);
+      expect(response.headers.get('content-type')).toMatch(/^application\/json/);
+      expect(await response.json()).toEqual({
+        errors: [
+          {
+            code: 'DENIED',
+            message:
+              `tag v1 in repository ${REPO} is immutable: it already points at ${first.digest}; ` +
+              'push a new tag instead',
+            detail: { tag: 'v1', digest: first.digest },
+          },
+        ],
+      });
+      await expectManifest(api, 'v1', first);
+      // Nothing of the refused push was recorded.
+      await expectError(await api.request(`/v2/${REPO}/manifests/${sha256(other)}`), 'MANIFEST_UNKNOWN', 404);
+      const tags = await api.request(`/v2/${REPO}/tags/list`);
+      expect(((await tags.json()) as { tags: string[] }).tags).toEqual(['v1']);
+    });
+
+    it('moves an excepted tag freely', async () => {
+      await pushImage(api, REPO, { tag: 'latest' });
+      const second = await pushImage(api, REPO, { tag: 'latest' });
+      await expectManifest(api, 'latest', second);
+      await pushImage(api, REPO, { tag: 'dev-1' });
+      const dev = await pushImage(api, REPO, { tag: 'dev-1' });
+      expect(await taggedDigest('dev-1')).toBe(dev.digest);
+    });
+
+    it('moves a tag of a repository no rule names freely', async () => {
+      await pushImage(api, 'mutable/app', { tag: 'v1' });
+      const second = await pushImage(api, 'mutable/app', { tag: 'v1' });
+      expect(await taggedDigest('v1', 'mutable/app')).toBe(second.digest);
+    });
+
+    it('takes pushes by digest as usual, without touching the tag', async () => {
+      const first = await pushImage(api, REPO, { tag: 'v1' });
+      const byDigest = await pushImage(api, REPO);
+      await expectManifest(api, byDigest.digest, byDigest);
+      await expectManifest(api, 'v1', first);
+    });
+
+    it('lets a tag be deleted, and then pushed anew to another manifest', async () => {
+      await pushImage(api, REPO, { tag: 'v1' });
+      expect((await api.request(`/v2/${REPO}/manifests/v1`, { method: 'DELETE' })).status).toBe(202);
+      const second = await pushImage(api, REPO, { tag: 'v1' });
+      await expectManifest(api, 'v1', second);
     });
   });
 }

@@ -199,5 +199,72 @@ export function describeModes(makeTarget: MakeTarget): void {
       expect((await api.request('/v2/modes/app/manifests/v2')).status).toBe(404);
       expect((await api.request(session)).status).toBe(204);
     });
+
+    it('refuses every write on every route with the error body, a message naming the mode and an Allow header', async () => {
+      const pushed = await pushImage(api, 'modes/app', { tag: 'v1' });
+      const content = encode('seeded blob');
+      const blob = await pushBlob(api, 'modes/app', content);
+      const session = await startUpload(api, 'modes/app');
+      const readOnly = await api.reopen({ readOnly: true });
+
+      const writes: [string, string, RequestInit['body'], string][] = [
+        ['POST', '/v2/modes/app/blobs/uploads/', undefined, ''],
+        ['POST', `/v2/modes/app/blobs/uploads/?digest=${blob.digest}`, content, ''],
+        ['POST', `/v2/modes/copy/blobs/uploads/?mount=${blob.digest}&from=modes/app`, undefined, ''],
+        ['PATCH', session, encode('more'), 'GET'],
+        ['PUT', withQuery(session, { digest: blob.digest }), content, 'GET'],
+        ['DELETE', session, undefined, 'GET'],
+        ['PUT', '/v2/modes/app/manifests/v2', pushed.bytes, 'GET, HEAD'],
+        ['PUT', `/v2/modes/app/manifests/${pushed.digest}`, pushed.bytes, 'GET, HEAD'],
+        ['DELETE', '/v2/modes/app/manifests/v1', undefined, 'GET, HEAD'],
+        ['DELETE', `/v2/modes/app/manifests/${pushed.digest}`, undefined, 'GET, HEAD'],
+        ['DELETE', `/v2/modes/app/blobs/${blob.digest}`, undefined, 'GET, HEAD'],
+      ];
+      for (const [method, path, body, allow] of writes) {
+        const headers = path.includes('/manifests/') ? { 'Content-Type': OCI_MANIFEST } : undefined;
+        const response = await readOnly.request(path, { method, body, headers });
+        expect(response.status, `${method} ${path}`).toBe(405);
+        expect(response.headers.get('allow'), `${method} ${path}`).toBe(allow);
+        expect(response.headers.get('content-type')).toMatch(/^application\/json/);
+        expect(await response.json()).toEqual({
+          errors: [
+            {
+              code: 'UNSUPPORTED',
+              message: `the registry is in read-only mode for maintenance: ${method} refused, pulls only`,
+              detail: null,
+            },
+          ],
+        });
+      }
+
+      // Nothing changed underneath.
+      expect((await api.request('/v2/modes/app/manifests/v1')).status).toBe(200);
+      expect((await api.request(`/v2/modes/app/manifests/${pushed.digest}`)).status).toBe(200);
+      expect((await api.request(`/v2/modes/app/blobs/${blob.digest}`, { method: 'HEAD' })).status).toBe(200);
+      expect((await api.request(`/v2/modes/copy/blobs/${blob.digest}`, { method: 'HEAD' })).status).toBe(404);
+      expect((await api.request(session)).status).toBe(204);
+    });
+
+    it('keeps serving referrers and upload status', async () => {
+      const subject = await pushImage(api, 'modes/app', { tag: 'v1' });
+      const referrer = await pushImage(api, 'modes/app', {
+        fields: {
+          artifactType: 'application/vnd.example.sbom.v1+json',
+          subject: { mediaType: OCI_MANIFEST, digest: subject.digest, size: subject.bytes.byteLength },
+        },
+      });
+      const session = await startUpload(api, 'modes/app');
+      const readOnly = await api.reopen({ readOnly: true });
+
+      const response = await readOnly.request(`/v2/modes/app/referrers/${subject.digest}`);
+      expect(response.status).toBe(200);
+      const index = (await response.json()) as { manifests: { digest: string; artifactType?: string }[] };
+      expect(index.manifests.map((descriptor) => descriptor.digest)).toEqual([referrer.digest]);
+      expect(index.manifests[0]?.artifactType).toBe('application/vnd.example.sbom.v1+json');
+
+      const status = await readOnly.request(session);
+      expect(status.status).toBe(204);
+      expect(status.headers.get('range')).toBe('0-0');
+    });
   });
 }
