@@ -379,15 +379,18 @@ class FilesystemBackend implements StorageDriver {
 
   /**
    * Runs action in the (resolved) directory of path, made as needed. A concurrent delete may prune
-   * that directory between its making and its use; then it is made again.
+   * that directory, or one of its parents, between its making and its use; then it is made again.
    */
   async #inDirectory<T>(path: string, action: (directory: string) => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
-      const directory = await this.#makeDirectory(dirname(this.#local(path)));
+      let directory: string | undefined;
       try {
+        // Making it can fail too: a parent pruned between its making and the mkdir below it.
+        directory = await this.#makeDirectory(dirname(this.#local(path)));
         return await action(directory);
       } catch (error) {
-        if (attempt >= 3 || !hasCode(error, ['ENOENT']) || (await exists(directory))) throw error;
+        const pruned = directory === undefined || !(await exists(directory));
+        if (attempt >= MAKE_ATTEMPTS || !hasCode(error, ['ENOENT']) || !pruned) throw error;
       }
     }
   }
@@ -472,6 +475,9 @@ function notFound(error: unknown, path: string, codes: readonly string[]): unkno
 }
 
 /** A StorageDriver ("filesystem") storing path "/a/b" as the file <rootDirectory>/a/b. */
+/** How often a directory pruned by a concurrent delete while in use is made again. */
+const MAKE_ATTEMPTS = 5;
+
 export class FilesystemDriver extends CheckedDriver {
   constructor(rootDirectory: string) {
     super(new FilesystemBackend(rootDirectory));
