@@ -13,7 +13,7 @@ WORKDIR /build
 COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json ./
-COPY bin/registry.ts bin/
+COPY bin/registry.ts bin/gc.ts bin/
 COPY functions/ functions/
 RUN npm run build
 

@@ -17,6 +17,8 @@ import { composeRegistry, type Composition, type RuntimeParts } from '../functio
 import { ConfigError, loadConfig, type RegistryConfig } from '../functions/config.js';
 import { checkHealth, HealthMonitor, healthResponse, healthTargets } from '../functions/health.js';
 import { nodeListener } from '../functions/http/node.js';
+import { purgeUploads } from '../functions/maintenance/gc.js';
+import { BlobStore } from '../functions/registry/blob-store.js';
 import { errorFields, jsonLogger, type Logger } from '../functions/log.js';
 import { PROMETHEUS_CONTENT_TYPE, PrometheusMetrics } from '../functions/metrics/prometheus.js';
 
@@ -105,11 +107,42 @@ async function main(argv: string[]): Promise<void> {
       ? { rootDirectory: config.storage.driver.rootDirectory }
       : {}),
   });
+  const purger = startUploadPurging(config, composition, log);
   handleShutdown(server, log, config.http.drainTimeoutMs || DEFAULT_DRAIN_MS, async (remainingMs) => {
+    clearInterval(purger);
     // Webhook events still queued go out before the process ends, within what is left of the drain time.
     await composition.events.close(remainingMs);
     await debug?.close();
   });
+}
+
+/**
+ * distribution's upload purger: every storage.maintenance.uploadpurging.interval, expired upload
+ * sessions and upload bytes older than its age are removed (logged only with dryrun). Off in
+ * read-only mode, as in distribution. The first run is one interval after start.
+ */
+function startUploadPurging(
+  config: RegistryConfig,
+  composition: Composition,
+  log: Logger,
+): NodeJS.Timeout | undefined {
+  const purging = config.storage.maintenance.uploadPurging;
+  if (!purging.enabled || config.storage.maintenance.readOnly.enabled) return undefined;
+  const parts = { blobs: new BlobStore(composition.storage), metadata: composition.metadata, log };
+  let running = false;
+  const timer = setInterval(() => {
+    if (running) return;
+    running = true;
+    purgeUploads(parts, purging.ageMs, purging.dryRun)
+      .catch((error: unknown) => {
+        log.error('upload purge failed', errorFields(error));
+      })
+      .finally(() => {
+        running = false;
+      });
+  }, purging.intervalMs);
+  timer.unref();
+  return timer;
 }
 
 /** How long an on-demand health check's answer is reused: scrapes and probes need not hit storage each time. */

@@ -34,6 +34,7 @@ import { StorageBackedMetadataStore } from './metadata/storage-backed.js';
 import type { MetadataStore } from './metadata/store.js';
 import type { RegistryOptions, UploadRouting } from './registry/context.js';
 import { UploadUrlSigner } from './registry/upload-urls.js';
+import { BlobStore } from './registry/blob-store.js';
 import { Registry } from './registry/registry.js';
 import type { StorageDriver } from './storage/driver.js';
 import { FilesystemDriver } from './storage/filesystem.js';
@@ -128,6 +129,21 @@ function immutableTags(config: RegistryConfig): RegistryOptions['immutableTags']
   const rules = config.immutability;
   if (rules.length === 0) return () => false;
   return (repository, tag) => isImmutable(rules, repository, tag);
+}
+
+/**
+ * The registry's data alone, blobs and metadata, as a configuration describes them: for maintenance
+ * jobs (garbage collection, storage accounting) that serve no requests and send no events.
+ */
+export async function composeStorage(
+  config: RegistryConfig,
+  log: Logger,
+  runtime: RuntimeParts = {},
+): Promise<{ blobs: BlobStore; metadata: MetadataStore }> {
+  const storage = await storageDriver(config, runtime);
+  const metadata = await metadataStore(config, storage);
+  log.debug('storage composed', { storage: config.storage.driver.type, metadata: config.metadata.type });
+  return { blobs: new BlobStore(storage), metadata };
 }
 
 const NO_EVENTS: EventSink = { publish: () => Promise.resolve(), close: () => Promise.resolve() };

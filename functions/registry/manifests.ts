@@ -46,6 +46,12 @@ export async function putManifest(
       },
     );
   }
+  // Marked before anything is checked, so that garbage collection running meanwhile keeps (or puts
+  // back) what this manifest names; see BlobStore.markUsed.
+  await ctx.blobs.markUsed([
+    digest,
+    ...[...manifest.blobs, ...manifest.manifests].map((descriptor) => parseDigest(descriptor.digest)),
+  ]);
   await checkReferences(ctx, name, manifest);
 
   await ctx.blobs.putContent(digest, body);
@@ -122,7 +128,10 @@ async function resolve(ctx: Context, name: string, reference: string): Promise<M
   return record;
 }
 
-/** Every blob a manifest names must be linked into the repository with its size; every child manifest stored there. */
+/**
+ * Every blob a manifest names must be linked into the repository with its size and stored; every child
+ * manifest stored there.
+ */
 async function checkReferences(ctx: Context, name: string, manifest: ParsedManifest): Promise<void> {
   const missing = (digest: string) =>
     new RegistryError('MANIFEST_BLOB_UNKNOWN', `${digest} is not in repository ${name}`, {
@@ -133,7 +142,8 @@ async function checkReferences(ctx: Context, name: string, manifest: ParsedManif
       const link =
         (await ctx.metadata.getBlobLink(name, blob.digest)) ??
         (await linkDirectUpload(ctx, name, parseDigest(blob.digest)));
-      if (!link) throw missing(blob.digest);
+      // The link says the repository may serve it; the bytes must still be there too.
+      if (!link || (await ctx.blobs.size(parseDigest(blob.digest))) === undefined) throw missing(blob.digest);
       if (link.size !== blob.size) {
         throw new RegistryError(
           'MANIFEST_INVALID',

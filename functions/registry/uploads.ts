@@ -86,6 +86,8 @@ export async function linkDirectUpload(
   digest: Digest,
 ): Promise<BlobLink | undefined> {
   if (ctx.uploads?.edge !== true || digest.algorithm !== 'sha256') return undefined;
+  // Marked before its bytes are looked at, as garbage collection requires (see BlobStore.markUsed).
+  await ctx.blobs.markUsed([digest]);
   const stored = await ctx.blobs.directUpload(digest);
   if (stored?.repository !== name) return undefined;
   const session = UPLOAD_ID.test(stored.upload)
@@ -117,7 +119,9 @@ async function mountBlob(
     return undefined;
   }
   const link = await ctx.metadata.getBlobLink(from, digest.value);
-  if (!link || (await ctx.blobs.size(digest)) === undefined) return undefined;
+  if (!link) return undefined;
+  await ctx.blobs.markUsed([digest]);
+  if ((await ctx.blobs.size(digest)) === undefined) return undefined;
   await ctx.metadata.linkBlob(name, link);
   return digest;
 }
@@ -239,6 +243,7 @@ async function finishUpload(
       },
     );
   }
+  await ctx.blobs.markUsed([digest]);
   await ctx.blobs.commitUpload(final.id, digest, final.offset);
   await ctx.metadata.linkBlob(final.repository, { digest: digest.value, size: final.offset });
   await ctx.metadata.deleteUpload(final.repository, final.id);

@@ -93,13 +93,13 @@ describe('the Dockerfile', () => {
       expect(existsSync(join(PROJECT_ROOT, path)), path).toBe(true);
       expect(allowed, path).toContain(path);
     }
-    // The build script bundles what it copies: bin/registry.ts and what it imports.
+    // The build script bundles what it copies: the server, the garbage collector and what they import.
     const build = (
       JSON.parse(readFileSync(join(PROJECT_ROOT, 'package.json'), 'utf8')) as {
         scripts: Record<string, string>;
       }
     ).scripts.build;
-    expect(build).toMatch(/^esbuild bin\/registry\.ts .*--outfile=dist\/registry\.mjs/);
+    expect(build).toMatch(/^esbuild bin\/registry\.ts bin\/gc\.ts .*--outdir=dist --out-extension:\.js=\.mjs/);
     expect(args(runtimeStage, 'COPY')).toContain('--from=build /build/dist/ dist/');
   });
 
