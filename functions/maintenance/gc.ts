@@ -317,13 +317,12 @@ class GcRun {
         this.state.repositories.push(report);
         this.state.removed.tags += report.removedTags.length;
         this.state.removed.manifests += report.removedManifests.length;
-        if (report.removedTags.length > 0 || report.removedManifests.length > 0) {
-          this.parts.log.info('garbage collection repository', {
-            run: this.state.run,
-            dryRun: this.options.dryRun,
-            ...report,
-          });
-        }
+        // One line per repository: its accounting, and what went (or would go).
+        this.parts.log.info('garbage collection repository', {
+          run: this.state.run,
+          dryRun: this.options.dryRun,
+          ...report,
+        });
         this.state.cursor = name;
       }
       if (!page.more || page.items.length === 0) return;
@@ -334,10 +333,12 @@ class GcRun {
   async collectRepository(repository: string): Promise<RepositoryReport> {
     const { metadata } = this.parts;
     const now = Date.now();
+    const records: ManifestRecord[] = [];
+    for await (const record of metadata.manifests(repository)) records.push(record);
     const manifests = new Map<string, Loaded>();
-    for await (const record of metadata.manifests(repository)) {
+    await forEachLimited(records, CONCURRENCY, async (record) => {
       manifests.set(record.digest, { record, ...(await this.references(repository, record)) });
-    }
+    });
     const tags: TagRecord[] = [];
     for await (const tag of metadata.tagRecords(repository)) tags.push(tag);
     const before = usageOf(repository, manifests, tags, new Set(manifests.keys()));
@@ -349,11 +350,14 @@ class GcRun {
     for (const tag of tags) untaggedAtStart.delete(tag.digest);
 
     // Decide which manifests go, then the tags that name a removed manifest (cosign's sha256-<hex>.sig
-    // and the referrers tag schema), which may free more manifests: repeat until nothing changes.
+    // and the referrers tag schema), which may free more manifests; a manifest a push marked within
+    // the grace period stays, with its tags and what it reaches: repeat until nothing changes.
     const reachedAtStart = this.reachable(
       manifests,
       tags.map((tag) => tag.digest),
     );
+    const young = new Set<string>();
+    const checked = new Set<string>();
     let remove: Set<string>;
     for (;;) {
       const reached = this.reachable(
@@ -362,7 +366,7 @@ class GcRun {
       );
       const candidates = new Set<string>();
       for (const [digest, loaded] of manifests) {
-        if (reached.has(digest)) continue;
+        if (reached.has(digest) || young.has(digest)) continue;
         // It lost every tag that reached it (itself, a parent index or its subject) to retention.
         if (reachedAtStart.has(digest)) {
           candidates.add(digest);
@@ -392,6 +396,16 @@ class GcRun {
           more = true;
         }
       }
+      const unchecked = [...remove].filter((digest) => !checked.has(digest));
+      await forEachLimited(unchecked, CONCURRENCY, async (digest) => {
+        checked.add(digest);
+        const marked = await this.parts.blobs.markedAt(parseDigest(digest));
+        if (marked !== undefined && marked.getTime() >= this.cutoff) young.add(digest);
+      });
+      for (const tag of tags) {
+        if (young.has(tag.digest) && removeTags.delete(tag.tag)) more = true;
+      }
+      if (unchecked.some((digest) => young.has(digest))) more = true;
       if (!more) break;
     }
 

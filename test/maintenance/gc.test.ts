@@ -303,6 +303,26 @@ describe.each(Object.keys(BACKENDS))('garbage collection (%s)', (name) => {
     });
   });
 
+  it('leaves a manifest pushed within the grace period, with the tag retention would remove, to a later run', async () => {
+    await pushImage(api, 'ci/app', { tag: 'main-1' });
+    await sleep(15);
+    await pushImage(api, 'ci/app', { tag: 'main-2' });
+    const retention: RetentionPolicy[] = [
+      {
+        repositories: ['ci/**'],
+        protect: [],
+        rules: [{ kind: 'tags', tags: ['main-*'], keepLast: 1, olderThanMs: undefined }],
+      },
+    ];
+    const young = await gc({ retention, graceMs: 3_600_000 });
+    expect(young.removed).toMatchObject({ tags: 0, manifests: 0 });
+    const tags = async () =>
+      ((await (await api.request('/v2/ci/app/tags/list')).json()) as { tags: string[] }).tags;
+    expect(await tags()).toEqual(['main-1', 'main-2']);
+    expect((await gc({ retention })).removed).toMatchObject({ tags: 1, manifests: 1 });
+    expect(await tags()).toEqual(['main-2']);
+  });
+
   it('expires untagged manifests by age under a policy, and removes signature tags with their subject', async () => {
     const old = await pushImage(api, 'app', { tag: 'old' });
     const sigTag = `sha256-${old.digest.slice('sha256:'.length)}.sig`;
