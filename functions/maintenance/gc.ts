@@ -96,6 +96,8 @@ const GC_ROOT = '/gc';
 const CONCURRENCY = 16;
 /** Blobs walked before the removals among them are started. */
 const BATCH = 256;
+/** Object stores may give modification times in whole seconds. */
+const TIME_RESOLUTION_MS = 1000;
 /** Repositories read per catalog page. */
 const PAGE = 100;
 /** A run whose state nothing touched for this long is abandoned; the next run cleans up after it. */
@@ -246,6 +248,17 @@ class GcRun {
     this.options = { ...options, ...state.options };
     this.live = new Set(state.live);
     this.cutoff = state.startedAt - this.options.graceMs;
+  }
+
+  /**
+   * Whether a time (a file's, a mark's) is before the cutoff. Some object stores truncate times to the
+   * second (S3's HEAD does; listings may not): a time of whole seconds may stand for any time in that
+   * second, so it counts as its end. Two readings of a mark then never look equal across a new mark.
+   */
+  private isOld(time: Date | undefined): boolean {
+    if (time === undefined) return true;
+    const ms = time.getTime();
+    return (ms % TIME_RESOLUTION_MS === 0 ? ms + TIME_RESOLUTION_MS : ms) < this.cutoff;
   }
 
   async execute(): Promise<GcResult> {
@@ -400,7 +413,7 @@ class GcRun {
       await forEachLimited(unchecked, CONCURRENCY, async (digest) => {
         checked.add(digest);
         const marked = await this.parts.blobs.markedAt(parseDigest(digest));
-        if (marked !== undefined && marked.getTime() >= this.cutoff) young.add(digest);
+        if (!this.isOld(marked)) young.add(digest);
       });
       for (const tag of tags) {
         if (young.has(tag.digest) && removeTags.delete(tag.tag)) more = true;
@@ -504,7 +517,7 @@ class GcRun {
     const { blobs, metadata, log } = this.parts;
     const digest = parseDigest(loaded.record.digest);
     const markedBefore = await blobs.markedAt(digest);
-    if (markedBefore !== undefined && markedBefore.getTime() >= this.cutoff) return false;
+    if (!this.isOld(markedBefore)) return false;
     const content = loaded.record.content ?? (await blobs.getContent(digest));
     const tags = await metadata.deleteManifest(repository, digest.value);
     if (tags === undefined) return true;
@@ -551,7 +564,7 @@ class GcRun {
 
   private async collectBlob(blob: StoredBlob): Promise<void> {
     const { digest, data, marker } = blob;
-    const old = (time: Date | undefined) => time === undefined || time.getTime() < this.cutoff;
+    const old = (time: Date | undefined) => this.isOld(time);
     if (data === undefined) {
       // A marker left by a blob already removed (or one whose push failed): tidy it once old.
       if (!this.options.dryRun && old(marker?.modTime)) await this.parts.blobs.deleteMarker(digest);
@@ -563,7 +576,7 @@ class GcRun {
       return;
     }
     const links = this.state.unreferencedLinks[digest.value] ?? [];
-    if (this.options.dryRun || (await this.removeBlob(digest, marker?.modTime, links))) {
+    if (this.options.dryRun || (await this.removeBlob(digest, links))) {
       this.state.removed.blobs++;
       this.state.removed.blobBytes += data.size;
       this.state.removed.links += links.length;
@@ -576,10 +589,13 @@ class GcRun {
   /** The removal protocol described at the top of this file; false when the blob was put back. */
   private async removeBlob(
     digest: Digest,
-    markedBefore: Date | undefined,
     links: readonly { repository: string; size: number }[],
   ): Promise<boolean> {
     const { blobs, metadata, log } = this.parts;
+    // Read the mark again, as it will be read after the move (the walk's listing may give its time at
+    // another precision than a stat): marked since the walk, the blob stays.
+    const markedBefore = await blobs.markedAt(digest);
+    if (!this.isOld(markedBefore)) return false;
     for (const link of links) await metadata.unlinkBlob(link.repository, digest.value);
     const aside = `${GC_ROOT}/runs/${this.state.run}/removing/${digest.algorithm}-${digest.hex}`;
     const moved = await blobs.moveOut(digest, aside);

@@ -99,7 +99,9 @@ describe('the Dockerfile', () => {
         scripts: Record<string, string>;
       }
     ).scripts.build;
-    expect(build).toMatch(/^esbuild bin\/registry\.ts bin\/gc\.ts .*--outdir=dist --out-extension:\.js=\.mjs/);
+    expect(build).toMatch(
+      /^esbuild bin\/registry\.ts bin\/gc\.ts .*--outdir=dist --out-extension:\.js=\.mjs/,
+    );
     expect(args(runtimeStage, 'COPY')).toContain('--from=build /build/dist/ dist/');
   });
 
