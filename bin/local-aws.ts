@@ -15,6 +15,16 @@
  * --upload-service starts the upload service beside the function (dist/registry.mjs with uploads.only):
  * together, layers of any size push with every client, as deployed with both options.
  *
+ * --gc-every DURATION runs scheduled garbage collection as the construct's garbageCollection prop deploys
+ * it: the real GC handler in a local Lambda (bin/local/lambda.ts) invoked every DURATION against the same S3
+ * and DynamoDB, continuing a long run through the local Lambda's Invoke API (where an Invoke, signed with
+ * the function's credentials, also starts a run on demand). --gc-grace, --gc-delete-untagged, --gc-dry-run
+ * and --retention FILE set it up as the stack's context keys gcGrace, gcDeleteUntagged, gcDryRun and
+ * retention do; --immutability FILE is the context key immutability. Settings the construct does not
+ * have are the functions' REGISTRY_* variables, taken from this process's environment (as an operator sets
+ * them on the functions on AWS): REGISTRY_STORAGE_MAINTENANCE_READONLY_ENABLED=true for read-only mode,
+ * REGISTRY_STORAGE_MAINTENANCE_UPLOADPURGING_AGE for the age past which uploads expire.
+ *
  * With --auth, the users (the htpasswd file) and a freshly generated signing key are stored in a local
  * Secrets Manager (bin/local/secrets-manager.ts; or the one AWS_ENDPOINT_URL_SECRETS_MANAGER names), and
  * the function is configured as the ServerlessRegistry construct configures it: by their ARNs.

@@ -15,6 +15,9 @@ import { PROJECT_ROOT } from './project-root.js';
 /** The Lambda entry point of the registry, exporting `handler`. */
 export const REGISTRY_HANDLER_ENTRY: string = join(PROJECT_ROOT, 'functions', 'handlers', 'registry.ts');
 
+/** The Lambda entry point of scheduled garbage collection, exporting `handler`. */
+export const GC_HANDLER_ENTRY: string = join(PROJECT_ROOT, 'functions', 'handlers', 'gc.ts');
+
 /** The custom resource handler that fills the token signing key's secret, exporting `handler`. */
 export const SIGNING_KEY_HANDLER_ENTRY: string = join(
   PROJECT_ROOT,

@@ -54,6 +54,16 @@ export function grantRegistryData(grantee: IGrantable, bucket: IBucket, table: I
 }
 
 /**
+ * Lets garbage collection read every item of the table: it lists the upload sessions of every
+ * repository, which only a Scan finds (they are kept under their repositories' keys).
+ */
+export function grantMetadataScan(grantee: IGrantable, table: ITable): void {
+  grantee.grantPrincipal.addToPrincipalPolicy(
+    new PolicyStatement({ actions: ['dynamodb:Scan'], resources: [table.tableArn] }),
+  );
+}
+
+/**
  * Lets grantee read a secret's value, and nothing else: GetSecretValue on this secret (unlike
  * ISecret.grantRead, not DescribeSecret), and Decrypt through Secrets Manager with the key of a secret
  * encrypted with a customer-managed key.

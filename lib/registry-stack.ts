@@ -1,17 +1,21 @@
-import { CfnElement, Stack, type StackProps, Stage, Validations } from 'aws-cdk-lib';
+import { CfnElement, Duration, Stack, type StackProps, Stage, Validations } from 'aws-cdk-lib';
 import { Certificate } from 'aws-cdk-lib/aws-certificatemanager';
 import { ContainerImage } from 'aws-cdk-lib/aws-ecs';
 import { Role } from 'aws-cdk-lib/aws-iam';
 import { HostedZone, type IHostedZone } from 'aws-cdk-lib/aws-route53';
 import { Secret } from 'aws-cdk-lib/aws-secretsmanager';
+import { ScheduleExpression } from 'aws-cdk-lib/aws-scheduler';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import type { Construct, IConstruct } from 'constructs';
+import { parseAge } from '../functions/config.js';
 import { EVENT_ACTIONS, type EventAction } from '../functions/notifications/events.js';
 import { readAccessFile } from './auth-environment.js';
+import type { RegistryGarbageCollection, RegistryGarbageCollectionProps } from './garbage-collection.js';
 import type { RegistryMonitoringProps } from './monitoring.js';
 import type { RegistryNotificationsProps } from './notifications.js';
 import type { RegistryAuthProps } from './registry-auth.js';
 import type { RegistryFunction } from './registry-function.js';
+import { immutabilityFromJson, retentionFromJson } from './registry-policies.js';
 import { ServerlessRegistry } from './serverless-registry.js';
 import type { UploadEdge } from './upload-edge.js';
 import type { UploadService, UploadServiceProps } from './upload-service.js';
@@ -34,7 +38,14 @@ import type { UploadService, UploadServiceProps } from './upload-service.js';
  *   a generated token in a header; `webhookActions` (comma-separated: push, pull, mount, delete) to
  *   send some actions only;
  * - `monitoring` (`true`): alarms and a scheduled health check; `alarmEmail` (an address) turns them on
- *   too, and has them emailed.
+ *   too, and has them emailed;
+ * - `gc` (`true`): scheduled garbage collection, daily at 03:00 UTC; `gcSchedule` (an EventBridge
+ *   Scheduler expression, `cron(0 3 * * ? *)` or `rate(12 hours)`), `gcGrace` (a duration: `1h`,
+ *   `30m`, `1d`), `gcDeleteUntagged` and `gcDryRun` (`true`), and `retention` (the registry's
+ *   `retention` section as JSON: `[{"repositories":["ci/**"],"rules":[{"tags":["pr-*"],"olderthan":"14d"}]}]`)
+ *   turn it on too;
+ * - `immutability`: tags that cannot be moved once pushed, the registry's `immutability` section as
+ *   JSON (`[{"repositories":["prod/**"],"except":["latest"]}]`).
  */
 export class RegistryStack extends Stack {
   readonly registry: ServerlessRegistry;
@@ -62,6 +73,12 @@ export class RegistryStack extends Stack {
     const uploadService = this.uploadServiceFromContext();
     const notifications = this.notificationsFromContext();
     const monitoring = this.monitoringFromContext();
+    const garbageCollection = this.garbageCollectionFromContext();
+    const immutabilityValue: unknown = this.node.tryGetContext('immutability');
+    const immutability =
+      immutabilityValue === undefined || immutabilityValue === ''
+        ? undefined
+        : immutabilityFromJson(immutabilityValue, 'context immutability');
     this.registry = new ServerlessRegistry(this, 'Registry', {
       ...(domainName !== undefined && { domainName }),
       ...(certificateArn !== undefined && {
@@ -73,6 +90,8 @@ export class RegistryStack extends Stack {
       ...(uploadService && { uploadService }),
       ...(notifications && { notifications }),
       ...(monitoring && { monitoring }),
+      ...(garbageCollection && { garbageCollection }),
+      ...(immutability && { immutability }),
     });
 
     // cdk-nag 3 runs as a policy validation plugin, which CDK accepts on a Stage (here, the app) only.
@@ -126,6 +145,40 @@ export class RegistryStack extends Stack {
     this.acknowledgeAuthFindings();
     this.acknowledgeUploadFindings();
     this.acknowledgeNotificationFindings();
+    if (this.registry.garbageCollection)
+      this.acknowledgeGarbageCollectionFindings(this.registry.garbageCollection);
+  }
+
+  /** The findings on the garbage collection function and its schedule's role. */
+  private acknowledgeGarbageCollectionFindings(gc: RegistryGarbageCollection): void {
+    const { function: fn, scheduleRole } = gc;
+    if (fn.role) {
+      Validations.of(fn.role).acknowledge({
+        id: 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]',
+        reason:
+          'AWSLambdaBasicExecutionRole grants only CloudWatch Logs writes (CreateLogGroup, CreateLogStream, ' +
+          'PutLogEvents), the minimum every Lambda function needs, kept current by AWS.',
+      });
+      Validations.of(fn.role).acknowledge({
+        id: `AwsSolutions-IAM5[Resource::<${this.logicalIdOf(this.registry.bucket)}.Arn>/*]`,
+        reason:
+          "The registry function's object permissions (lib/registry-grants.ts): garbage collection walks and " +
+          'removes blobs, manifests and upload state whose keys are digests and upload ids, known only at run ' +
+          'time, so the object actions (listed one by one) apply to every object of this one bucket only.',
+      });
+    }
+    Validations.of(fn).acknowledge({
+      id: 'AwsSolutions-L1',
+      reason:
+        'Built like the registry function, for Node.js 22 (esbuild target node22): a newer runtime is a ' +
+        'deliberate change, made together with the bundle target, not a side effect of upgrading the CDK.',
+    });
+    Validations.of(scheduleRole).acknowledge({
+      id: `AwsSolutions-IAM5[Resource::<${this.logicalIdOf(fn)}.Arn>:*]`,
+      reason:
+        "EventBridge Scheduler's Lambda target grants the invocation of the garbage collection function and of " +
+        'its versions (its ARN with :*): that one function only.',
+    });
   }
 
   /** The findings on the notifications' dead-letter queue and webhook tokens, when there are any. */
@@ -377,6 +430,49 @@ export class RegistryStack extends Stack {
     }
     if (alarmEmail === undefined && !this.contextBoolean('monitoring')) return undefined;
     return alarmEmail === undefined ? {} : { alarmEmail };
+  }
+
+  /**
+   * The garbageCollection prop that context asks for: none without `gc`, or one of the settings of
+   * garbage collection (which turn it on), or with `gc=false`.
+   */
+  private garbageCollectionFromContext(): RegistryGarbageCollectionProps | undefined {
+    const settings = ['gcSchedule', 'gcGrace', 'gcDeleteUntagged', 'gcDryRun', 'retention'].filter((key) => {
+      const value: unknown = this.node.tryGetContext(key);
+      return value !== undefined && value !== '';
+    });
+    const value: unknown = this.node.tryGetContext('gc');
+    if (value === false || value === 'false') {
+      if (settings.length > 0) {
+        throw new Error(
+          `context ${settings.join(', ')} need${settings.length === 1 ? 's' : ''} gc: leave gc out, or set it to true`,
+        );
+      }
+      return undefined;
+    }
+    if (settings.length === 0 && !this.contextBoolean('gc')) return undefined;
+    const expression = this.contextString('gcSchedule');
+    if (expression !== undefined && !/^(cron|rate|at)\(.+\)$/.test(expression.trim())) {
+      throw new Error(
+        `context gcSchedule must be an EventBridge Scheduler expression such as cron(0 3 * * ? *) or rate(12 hours), not ${JSON.stringify(expression)}`,
+      );
+    }
+    const graceText = this.contextString('gcGrace');
+    const graceMs = graceText === undefined ? undefined : parseAge(graceText);
+    if (graceText !== undefined && (graceMs === undefined || graceMs < 0 || graceMs % 1000 !== 0)) {
+      throw new Error(
+        `context gcGrace must be a duration in whole seconds such as 1h, 30m or 1d, not ${JSON.stringify(graceText)}`,
+      );
+    }
+    const retention: unknown = this.node.tryGetContext('retention');
+    return {
+      ...(expression !== undefined && { schedule: ScheduleExpression.expression(expression.trim()) }),
+      ...(graceMs !== undefined && { grace: Duration.seconds(graceMs / 1000) }),
+      deleteUntagged: this.contextBoolean('gcDeleteUntagged'),
+      dryRun: this.contextBoolean('gcDryRun'),
+      ...(retention !== undefined &&
+        retention !== '' && { retention: retentionFromJson(retention, 'context retention') }),
+    };
   }
 
   /** The uploadService prop that context asks for: none without `uploadServiceDomain`. */

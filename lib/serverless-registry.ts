@@ -27,16 +27,29 @@ import {
 } from 'aws-cdk-lib/aws-s3';
 import { Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
+import {
+  gcEnvironment,
+  RegistryGarbageCollection,
+  type RegistryGarbageCollectionProps,
+} from './garbage-collection.js';
 import { defaultMetricsNamespace, RegistryMonitoring, type RegistryMonitoringProps } from './monitoring.js';
 import { RegistryNotifications, type RegistryNotificationsProps } from './notifications.js';
 import { RegistryAuth, type RegistryAuthProps } from './registry-auth.js';
 import { RegistryFunction } from './registry-function.js';
 import { grantEventPublishing, grantRegistryData, grantSecretValue } from './registry-grants.js';
+import { type ImmutabilityRuleProps, immutabilitySection } from './registry-policies.js';
 import { UploadEdge } from './upload-edge.js';
 import { UploadService, type UploadServiceProps } from './upload-service.js';
 
 /** Where abandoned upload state lives in the bucket (the registry's S3 layout). */
 export const UPLOADS_PREFIX = 'uploads/';
+
+/**
+ * How long an upload may stay unfinished: the registry's storage.maintenance.uploadpurging.age (its
+ * default, 168h), after which its session expires, garbage collection removes what it left, and the
+ * bucket's lifecycle rules remove its S3 multipart upload parts and upload state.
+ */
+export const UPLOAD_AGE = Duration.days(7);
 
 /**
  * Default API throttling, over the whole API. A pull of a ten-layer image is about 25 requests, nearly
@@ -170,6 +183,24 @@ export interface ServerlessRegistryProps {
    * @default - none
    */
   readonly monitoring?: RegistryMonitoringProps;
+
+  /**
+   * Scheduled garbage collection (see RegistryGarbageCollectionProps; `{}` for a daily run at 03:00
+   * UTC): a second function, started by EventBridge Scheduler, that removes what the retention
+   * policies expire, expired uploads and blobs no manifest names, while the registry keeps serving.
+   * Off until asked for, so that an idle registry costs nothing more; a daily run of a small registry
+   * stays within the free tiers. The function reserves a concurrency of 1 (runs never overlap), which
+   * an account whose concurrency quota is still Lambda's initial 10 cannot spare.
+   * @default - none: nothing is ever removed but by DELETE requests
+   */
+  readonly garbageCollection?: RegistryGarbageCollectionProps;
+
+  /**
+   * Tags that, once pushed, cannot be moved to another manifest (the registry's `immutability`
+   * section): a push of another manifest under such a tag is denied (DENIED).
+   * @default - none: every tag can be moved
+   */
+  readonly immutability?: ImmutabilityRuleProps[];
 }
 
 /**
@@ -187,6 +218,8 @@ export class ServerlessRegistry extends Construct {
   readonly notifications: RegistryNotifications | undefined;
   /** The alarms and the health check, with monitoring. */
   readonly monitoring: RegistryMonitoring | undefined;
+  /** The garbage collection function and its schedule, with garbageCollection. */
+  readonly garbageCollection: RegistryGarbageCollection | undefined;
   /** The function that serves every request. */
   readonly function: RegistryFunction;
   readonly api: HttpApi;
@@ -222,9 +255,11 @@ export class ServerlessRegistry extends Construct {
       versioned: false,
       objectOwnership: ObjectOwnership.BUCKET_OWNER_ENFORCED,
       lifecycleRules: [
-        { id: 'abort-incomplete-multipart-uploads', abortIncompleteMultipartUploadAfter: Duration.days(7) },
-        // Upload sessions expire after 7 days (uploadpurging.age); what they left behind goes too.
-        { id: 'expire-abandoned-uploads', prefix: UPLOADS_PREFIX, expiration: Duration.days(7) },
+        // The parts of S3 multipart uploads nobody completed or aborted (an upload abandoned mid-way):
+        // garbage collection does not see them, since they are no objects.
+        { id: 'abort-incomplete-multipart-uploads', abortIncompleteMultipartUploadAfter: UPLOAD_AGE },
+        // Upload sessions expire after UPLOAD_AGE; what they left behind goes too.
+        { id: 'expire-abandoned-uploads', prefix: UPLOADS_PREFIX, expiration: UPLOAD_AGE },
       ],
       ...(props.serverAccessLogsBucket && {
         serverAccessLogsBucket: props.serverAccessLogsBucket,
@@ -269,8 +304,8 @@ export class ServerlessRegistry extends Construct {
       );
     }
 
-    // Where the registry's data is: the same for the function and the upload service.
-    const dataEnvironment: Record<string, string> = {
+    // Where the registry's data is: the same for the function, the upload service and garbage collection.
+    const storageEnvironment: Record<string, string> = {
       REGISTRY_STORAGE: 's3',
       REGISTRY_STORAGE_S3_BUCKET: this.bucket.bucketName,
       REGISTRY_STORAGE_S3_REGION: Stack.of(this).region,
@@ -278,9 +313,13 @@ export class ServerlessRegistry extends Construct {
       REGISTRY_METADATA: 'dynamodb',
       REGISTRY_METADATA_DYNAMODB_TABLE: this.table.tableName,
       REGISTRY_LOG_LEVEL: 'info',
+    };
+    const dataEnvironment: Record<string, string> = {
+      ...storageEnvironment,
       // Uploads finished by the upload service are pushes too.
       ...this.notifications?.environment,
     };
+    const immutability = immutabilitySection(props.immutability ?? []);
     this.uploadSecret =
       props.edge || props.uploadService
         ? new Secret(this, 'UploadSecret', {
@@ -302,8 +341,9 @@ export class ServerlessRegistry extends Construct {
       ...(props.uploadService && { REGISTRY_UPLOADS_SERVICE: `https://${props.uploadService.domainName}` }),
       // The function's embedded-metric-format lines; the server's metrics are Prometheus'.
       ...(metricsNamespace !== undefined && { REGISTRY_METRICS_NAMESPACE: metricsNamespace }),
+      ...(immutability.length > 0 && { REGISTRY_IMMUTABILITY: JSON.stringify(immutability) }),
     };
-    checkEnvironmentSize(environment);
+    checkEnvironmentSize(environment, "the function's");
     this.function = new RegistryFunction(this, 'Function', {
       description: 'OCI Distribution registry: serves every /v2/ request',
       ...(props.memorySize !== undefined && { memorySize: props.memorySize }),
@@ -392,6 +432,30 @@ export class ServerlessRegistry extends Construct {
           })
         : undefined;
 
+    if (props.garbageCollection) {
+      // Its data, not the API's settings: it serves no request and sends no event.
+      const gcVariables: Record<string, string> = {
+        ...storageEnvironment,
+        NODE_OPTIONS: '--enable-source-maps',
+        ...gcEnvironment(props.garbageCollection),
+      };
+      checkEnvironmentSize(gcVariables, "the garbage collection function's");
+      this.garbageCollection = new RegistryGarbageCollection(
+        this,
+        'GarbageCollection',
+        props.garbageCollection,
+        {
+          bucket: this.bucket,
+          table: this.table,
+          environment: gcVariables,
+          logRetention,
+          logRemovalPolicy: removalPolicy,
+        },
+      );
+    } else {
+      this.garbageCollection = undefined;
+    }
+
     new CfnOutput(this, 'Url', { value: this.url, description: 'The registry URL' });
     new CfnOutput(this, 'BucketName', {
       value: this.bucket.bucketName,
@@ -418,6 +482,12 @@ export class ServerlessRegistry extends Construct {
       new CfnOutput(this, 'FunctionName', {
         value: this.function.functionName,
         description: 'The registry function; containers read the secrets once, at start',
+      });
+    }
+    if (this.garbageCollection) {
+      new CfnOutput(this, 'GarbageCollectionFunction', {
+        value: this.garbageCollection.function.functionName,
+        description: 'The garbage collection function: aws lambda invoke --function-name <this> starts a run',
       });
     }
   }
@@ -478,7 +548,7 @@ const ACCESS_LOG_FORMAT = AccessLogFormat.custom(
  * Refuses, at synth, an environment Lambda would refuse at deploy: over 4 KB of names and values. Values
  * known only at deploy time (names, ARNs) count as UNRESOLVED_VALUE_BYTES each.
  */
-function checkEnvironmentSize(environment: Record<string, string>): void {
+function checkEnvironmentSize(environment: Record<string, string>, whose: string): void {
   const sizeOf = (value: string) =>
     Token.isUnresolved(value) ? UNRESOLVED_VALUE_BYTES : Buffer.byteLength(value, 'utf8');
   const size = Object.entries(environment).reduce(
@@ -486,13 +556,31 @@ function checkEnvironmentSize(environment: Record<string, string>): void {
     0,
   );
   if (size <= LAMBDA_ENVIRONMENT_LIMIT) return;
-  const access = environment.REGISTRY_ACCESS;
-  const accessPart =
-    access === undefined ? '' : `, of which the access rules (REGISTRY_ACCESS) take ${sizeOf(access)}`;
+  // The largest of the variables that grow with what is configured.
+  const [name, what] = (
+    [
+      ['REGISTRY_ACCESS', 'the access rules'],
+      ['REGISTRY_IMMUTABILITY', 'the immutability rules'],
+      ['REGISTRY_RETENTION', 'the retention policies'],
+    ] as const
+  )
+    .filter(([variable]) => environment[variable] !== undefined)
+    .reduce<readonly [string, string] | []>(
+      (largest, entry) =>
+        largest.length === 0 || sizeOf(environment[entry[0]] ?? '') > sizeOf(environment[largest[0]] ?? '')
+          ? entry
+          : largest,
+      [],
+    );
+  const part =
+    name === undefined ? '' : `, of which ${what} (${name}) take ${sizeOf(environment[name] ?? '')}`;
+  const advice =
+    name === 'REGISTRY_ACCESS'
+      ? 'Shorten the access rules: name groups instead of users, and repository patterns (team/**) instead of repositories.'
+      : `Shorten ${what ?? 'the configuration'}: repository patterns (team/**) instead of repositories.`;
   throw new Error(
-    `ServerlessRegistry: the function's environment would take about ${size} bytes${accessPart}: over ` +
-      `Lambda's limit of ${LAMBDA_ENVIRONMENT_LIMIT} bytes for all its variables together. Shorten the ` +
-      'access rules: name groups instead of users, and repository patterns (team/**) instead of repositories.',
+    `ServerlessRegistry: ${whose} environment would take about ${size} bytes${part}: over ` +
+      `Lambda's limit of ${LAMBDA_ENVIRONMENT_LIMIT} bytes for all its variables together. ${advice}`,
   );
 }
 

@@ -25,6 +25,8 @@ export interface LocalAwsProcessOptions {
   readonly tls?: LocalAwsTls;
   /** The S3 it starts (LOCAL_AWS_S3). @default fauxqs */
   readonly s3?: 'fauxqs' | 'rgw';
+  /** Scheduled garbage collection (--gc-every, --gc-timeout: Go durations such as 30s, 10m). @default none */
+  readonly gc?: { readonly every: string; readonly timeout?: string };
   /** REGISTRY_LOG_LEVEL. @default info */
   readonly logLevel?: 'error' | 'warn' | 'info' | 'debug';
   /** More variables for it (they win over the ones set here). */
@@ -43,7 +45,9 @@ export interface LocalAwsProcess {
   readonly pid: number;
   /**
    * Its listening line: addr, url, region, s3, dynamodb, bucket, table; with auth also auth, realm (token),
-   * secretsManager (the endpoint), htpasswdSecret and signingKeySecret (ARNs).
+   * secretsManager (the endpoint), htpasswdSecret and signingKeySecret (ARNs); with gc also lambda (the
+   * local Lambda's endpoint, for an Invoke of the function signed with credentials), gcFunction (its
+   * ARN) and gcEvery.
    */
   readonly description: Readonly<Record<string, string>>;
   /** The credentials the function signs with, and the local Secrets Manager accepts. */
@@ -76,6 +80,10 @@ export async function startLocalAwsProcess(options: LocalAwsProcessOptions = {})
   const dir = await mkdtemp(join(tmpdir(), 'local-aws-'));
   const args = options.auth ? await authArgs(options.auth, dir) : [];
   if (options.tls) args.push('--tls-certificate', options.tls.certificate, '--tls-key', options.tls.key);
+  if (options.gc) {
+    args.push('--gc-every', options.gc.every);
+    if (options.gc.timeout !== undefined) args.push('--gc-timeout', options.gc.timeout);
+  }
   const credentials = {
     accessKeyId: `AKLOCAL${randomBytes(6).toString('hex').toUpperCase()}`,
     secretAccessKey: randomBytes(20).toString('base64url'),

@@ -6,6 +6,14 @@
  * plus the local endpoints. `npm run local:aws` (bin/local-aws.ts) is this behind command-line flags;
  * tests start it in-process with startLocalAws, or as a child process (local-aws-process.ts).
  *
+ * The settings the construct gives the functions (immutability, and garbage collection's grace,
+ * deleteUntagged, dryRun and retention) are options here, checked at start by the registry's own
+ * configuration and set as the construct sets them. What the construct does not set (read-only mode,
+ * the upload age) an operator sets on AWS as variables of the function; here, the REGISTRY_* variables
+ * of this process's environment reach the functions alike. The two functions share this process and
+ * its environment: each gets the other's variables too, and ignores them, as each ignores the other's
+ * sections of one configuration.
+ *
  * In-process, the handler reads process.env when its module loads, as on Lambda: startLocalAws sets the
  * function's variables on process.env (restored by stop), and runs once per process.
  */
@@ -22,15 +30,21 @@ import {
   authEnvironment,
   TOKEN_REALM,
 } from '../../lib/auth-environment.js';
+import type { Context } from 'aws-lambda';
+import { ConfigError, loadConfig } from '../../functions/config.js';
 import { createTable } from '../../functions/metadata/dynamodb.js';
+import { jsonLogger } from '../../functions/log.js';
+import { DRY_RUN_VARIABLE } from '../../functions/maintenance/job.js';
 import { DEFAULT_EVENT_SOURCE } from '../../functions/notifications/events.js';
 import { newSigningKeyPem } from '../../functions/handlers/signing-key.js';
 import { uploadSecretId } from '../../functions/registry/upload-urls.js';
+import type { ImmutabilityRuleSection, RetentionPolicySection } from '../../lib/registry-policies.js';
 import { apiGatewayFront } from './api-gateway.js';
 import { startLocalEdge } from './cloudfront.js';
 import { startLocalEventBridge } from './eventbridge.js';
 import { parseAddr } from './free-port.js';
 import { startDynamoDbLocal } from './dynamodb-local.js';
+import { type LocalLambda, startLocalLambda } from './lambda.js';
 import { startFauxqs, startRgw, type S3Service } from './s3-local.js';
 import { type LocalCredentials, startSecretsManager } from './secrets-manager.js';
 import { type LocalUploadService, startUploadService } from './upload-service.js';
@@ -48,6 +62,9 @@ const LOCAL_EVENT_BUS = 'registry-events';
 
 /** Where the local secrets' fake ARNs say they live (the API Gateway front's account). */
 const LOCAL_ACCOUNT = '000000000000';
+
+/** The garbage collection function's name in the local Lambda. */
+export const LOCAL_GC_FUNCTION = 'registry-gc';
 
 export interface LocalAwsAuthOptions {
   readonly type: AuthType;
@@ -94,6 +111,35 @@ export interface LocalAwsOptions {
    * EventBridge are POSTed to each, as a rule with an API destination delivers them.
    */
   readonly webhooks?: readonly string[];
+  /**
+   * Tags that cannot be moved once pushed, as the construct's immutability prop: the registry's
+   * `immutability` section, which the function gets as JSON in REGISTRY_IMMUTABILITY.
+   */
+  readonly immutability?: readonly ImmutabilityRuleSection[];
+  /**
+   * Scheduled garbage collection, as the construct's garbageCollection prop deploys it: the real GC
+   * handler in a local Lambda (lambda.ts), invoked every `everyMs` as EventBridge Scheduler invokes it
+   * (asynchronously, with `{}`), against the same S3 and DynamoDB; a run that outlasts an invocation
+   * continues in the next through the local Lambda's Invoke API, which also runs it on demand. Its
+   * settings become the variables the construct sets (REGISTRY_GC_GRACE, REGISTRY_GC_DELETEUNTAGGED,
+   * GC_DRY_RUN, REGISTRY_RETENTION); those left out may come from this process's environment.
+   */
+  readonly gc?: LocalAwsGcOptions;
+}
+
+export interface LocalAwsGcOptions {
+  /** How often a run is started. */
+  readonly everyMs: number;
+  /** The function's timeout (a run stops a minute before it, and continues). @default 15 minutes, as deployed */
+  readonly timeoutMs?: number;
+  /** garbageCollection.grace, in whole seconds. @default REGISTRY_GC_GRACE, else 1 hour */
+  readonly graceMs?: number;
+  /** garbageCollection.deleteUntagged. @default REGISTRY_GC_DELETEUNTAGGED, else false */
+  readonly deleteUntagged?: boolean;
+  /** garbageCollection.dryRun. @default GC_DRY_RUN, else false */
+  readonly dryRun?: boolean;
+  /** garbageCollection.retention, as the registry's `retention` section. @default REGISTRY_RETENTION, else none */
+  readonly retention?: readonly RetentionPolicySection[];
 }
 
 export interface LocalAwsTls {
@@ -110,8 +156,13 @@ export interface LocalAws {
   readonly host: string;
   /** The function's variables set for the handler: REGISTRY_*, AWS_* and endpoints; ARNs, no secret values. */
   readonly environment: Readonly<Record<string, string>>;
-  /** What the listening line says: endpoints, bucket, table, and with auth the realm and secret ARNs. */
+  /**
+   * What the listening line says: endpoints, bucket, table, with auth the realm and secret ARNs, and with
+   * gc the local Lambda's endpoint (`lambda`), the function's ARN (`gcFunction`) and period (`gcEvery`).
+   */
   readonly description: Readonly<Record<string, string>>;
+  /** The local Lambda running the garbage collection function, with gc. */
+  readonly lambda: LocalLambda | undefined;
   /** Stops the front and every service started here, and restores process.env. */
   stop(): Promise<void>;
 }
@@ -120,6 +171,7 @@ let started = false;
 
 /** Starts the local AWS registry in this process. */
 export async function startLocalAws(options: LocalAwsOptions = {}): Promise<LocalAws> {
+  const settings = await functionSettings(options);
   if (started) {
     throw new Error(
       'startLocalAws: one local AWS registry per process (the Lambda handler reads its environment once, ' +
@@ -175,6 +227,31 @@ export async function startLocalAws(options: LocalAwsOptions = {}): Promise<Loca
         })
       : undefined;
     if (eventBridge) stops.push(() => eventBridge.close());
+    // With gc, as the construct's garbageCollection prop: its function in a local Lambda, whose Invoke
+    // API the function calls to continue a run. The handler is loaded below, with the registry's.
+    let gcHandler: ((event: never, context: Context) => Promise<unknown>) | undefined;
+    const lambda = options.gc
+      ? await startLocalLambda({
+          region: s3.region,
+          credentials,
+          accountId: LOCAL_ACCOUNT,
+          functions: [
+            {
+              name: LOCAL_GC_FUNCTION,
+              handler: (event, context) => {
+                if (!gcHandler) throw new Error('the garbage collection handler is not loaded yet');
+                return gcHandler(event, context);
+              },
+              timeoutMs: options.gc.timeoutMs ?? 15 * 60_000,
+              memoryMb: 1769,
+              // As the construct sets it: the next scheduled run starts anew.
+              retryAttempts: 0,
+            },
+          ],
+          log: jsonLogger('info'),
+        })
+      : undefined;
+    if (lambda) stops.push(() => lambda.close());
 
     // The function's environment, as the CDK construct sets it, plus the local endpoints.
     const environment: Record<string, string> = {
@@ -203,6 +280,8 @@ export async function startLocalAws(options: LocalAwsOptions = {}): Promise<Loca
       }),
       ...(auth?.environment ?? {}),
       ...(uploads?.environment ?? {}),
+      ...(lambda && { AWS_ENDPOINT_URL_LAMBDA: lambda.url }),
+      ...settings,
     };
     let service: LocalUploadService | undefined;
     if (options.uploadService) {
@@ -221,6 +300,17 @@ export async function startLocalAws(options: LocalAwsOptions = {}): Promise<Loca
     Object.assign(env, environment);
     // Imported only now: the handler reads its environment when its module loads, as on Lambda.
     const { handler } = await import('../../functions/handlers/registry.js');
+    if (lambda && options.gc) {
+      gcHandler = (await import('../../functions/handlers/gc.js')).handler;
+      // EventBridge Scheduler's part: an asynchronous invocation with the schedule's input, `{}`.
+      const timer = setInterval(() => {
+        lambda.invokeAsync(LOCAL_GC_FUNCTION, {});
+      }, options.gc.everyMs);
+      stops.push(() => {
+        clearInterval(timer);
+        return Promise.resolve();
+      });
+    }
 
     // Without the edge, the API Gateway front is the registry's address; with it, the front listens on
     // a port of its own as the edge's origin (saying https when the edge does, as API Gateway would).
@@ -286,18 +376,52 @@ export async function startLocalAws(options: LocalAwsOptions = {}): Promise<Loca
         secretsManager: uploads.environment.AWS_ENDPOINT_URL_SECRETS_MANAGER ?? '',
       }),
       ...(service && { uploadService: service.url }),
+      ...(lambda &&
+        options.gc && {
+          lambda: lambda.url,
+          gcFunction: lambda.arn(LOCAL_GC_FUNCTION),
+          gcEvery: `${options.gc.everyMs / 1000}s`,
+        }),
     };
     return {
       url,
       host: hostPort,
       environment,
       description,
+      lambda,
       stop: stopAll,
     };
   } catch (error) {
     await stopAll();
     throw error;
   }
+}
+
+/**
+ * The variables the construct sets from the options' settings (lib/serverless-registry.ts and
+ * lib/garbage-collection.ts), checked first by the registry's configuration as the functions will
+ * read them: a mistake stops local-aws here rather than failing every request or run.
+ */
+async function functionSettings(options: LocalAwsOptions): Promise<Record<string, string>> {
+  const { immutability, gc } = options;
+  const settings: Record<string, string> = {
+    ...(immutability !== undefined &&
+      immutability.length > 0 && { REGISTRY_IMMUTABILITY: JSON.stringify(immutability) }),
+    ...(gc?.graceMs !== undefined && { REGISTRY_GC_GRACE: `${gc.graceMs / 1000}s` }),
+    ...(gc?.deleteUntagged !== undefined && { REGISTRY_GC_DELETEUNTAGGED: String(gc.deleteUntagged) }),
+    ...(gc?.dryRun !== undefined && { [DRY_RUN_VARIABLE]: String(gc.dryRun) }),
+    ...(gc?.retention !== undefined &&
+      gc.retention.length > 0 && { REGISTRY_RETENTION: JSON.stringify(gc.retention) }),
+  };
+  if (Object.keys(settings).length === 0) return settings;
+  try {
+    // Over the embedded default configuration: nothing is opened, only the settings are parsed.
+    await loadConfig({ env: settings });
+  } catch (error) {
+    if (error instanceof ConfigError) throw new Error(`the functions' configuration: ${error.message}`);
+    throw error;
+  }
+  return settings;
 }
 
 interface SecretStore {

@@ -2,11 +2,11 @@
 // on the filesystem: skopeo pushes image after image while `npm run gc`'s program runs again and again
 // against the same storage. Afterwards every tag that should survive is pulled and every blob checked
 // byte for byte (by digest), and the storage holds exactly the blobs the surviving images name.
-import { existsSync } from 'node:fs';
-import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Skopeo } from './harness/clients.js';
+import { storedBlobsOnDisk } from './harness/lifecycle.js';
+import { allDigests } from './harness/local-aws.js';
 import { makeTempDir, removeTempDir, run } from './harness/exec.js';
 import { type ImageInfo, verifyLayoutBlobs, writeRandomImage } from './harness/images.js';
 import { REPO_ROOT, RegistryUnderTest } from './harness/registry.js';
@@ -15,23 +15,6 @@ const GRACE = '4s';
 const GRACE_MS = 4_000;
 const BUILDS = 18;
 const KEEP_LAST = 3;
-
-function allDigests(image: ImageInfo): string[] {
-  return [image.manifest.digest, image.config.digest, ...image.layers.map((layer) => layer.digest)];
-}
-
-/** Digests of every blob whose bytes the filesystem storage under root holds. */
-async function storedBlobs(root: string): Promise<Set<string>> {
-  const digests = new Set<string>();
-  const base = join(root, 'blobs', 'sha256');
-  if (!existsSync(base)) return digests;
-  for (const prefix of await readdir(base)) {
-    for (const hex of await readdir(join(base, prefix))) {
-      if (existsSync(join(base, prefix, hex, 'data'))) digests.add(`sha256:${hex}`);
-    }
-  }
-  return digests;
-}
 
 describe('garbage collection while pushing (standalone server)', () => {
   let registry: RegistryUnderTest | undefined;
@@ -142,7 +125,7 @@ describe('garbage collection while pushing (standalone server)', () => {
       expect((await verifyLayoutBlobs(dest)).sort()).toEqual(allDigests(image).sort());
       for (const digest of allDigests(image)) surviving.add(digest);
     }
-    const stored = await storedBlobs(server.dataDir);
+    const stored = await storedBlobsOnDisk(server.dataDir);
     expect([...stored].sort(), 'storage holds exactly the blobs of the surviving images').toEqual(
       [...surviving].sort(),
     );

@@ -2,25 +2,22 @@
 // of every kind applied by `npm run gc`'s program, tag immutability, read-only mode and upload expiry.
 // skopeo pushes and pulls; the API is used directly only for what skopeo cannot do (a referrer, an
 // abandoned upload).
-import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Skopeo } from './harness/clients.js';
+import {
+  checkImmutability,
+  pushRetentionScenario,
+  RETENTION,
+  storedBlobsOnDisk,
+} from './harness/lifecycle.js';
+import { allDigests } from './harness/local-aws.js';
 import { CommandError, makeTempDir, removeTempDir, run, startDaemon, waitFor } from './harness/exec.js';
 import { type ImageInfo, verifyLayoutBlobs, writeRandomImage } from './harness/images.js';
 import { freePort } from '../../bin/local/free-port.js';
 import { REPO_ROOT, RegistryUnderTest } from './harness/registry.js';
-
-const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
-const OCI_EMPTY = 'application/vnd.oci.empty.v1+json';
-
-function allDigests(image: ImageInfo): string[] {
-  return [image.manifest.digest, image.config.digest, ...image.layers.map((layer) => layer.digest)];
-}
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe('storage lifecycle (standalone server)', () => {
   let registry: RegistryUnderTest | undefined;
@@ -42,17 +39,7 @@ describe('storage lifecycle (standalone server)', () => {
           delete: { enabled: true },
           maintenance: { uploadpurging: { enabled: true, age: '3s', interval: '1s' } },
         },
-        retention: [
-          {
-            repositories: ['ci/**'],
-            protect: ['latest'],
-            rules: [
-              { tags: ['main-*'], keeplast: 2 },
-              { tags: ['pr-*'], olderthan: '2s' },
-              { untagged: true, olderthan: '2s' },
-            ],
-          },
-        ],
+        retention: RETENTION,
         immutability: [{ repositories: ['prod/**'], except: ['latest'] }],
       },
     });
@@ -103,48 +90,15 @@ describe('storage lifecycle (standalone server)', () => {
 
   it('refuses to move an immutable tag, allows the same push again and the excepted tag to move', async () => {
     const [a, b] = images as [ImageInfo, ImageInfo];
-    await push(a, 'prod/api:v1.0.0');
-    await push(a, 'prod/api:v1.0.0'); // a retried CI job
-    const refused = await push(b, 'prod/api:v1.0.0').catch((error: unknown) => error);
-    expect(refused).toBeInstanceOf(CommandError);
-    expect((refused as CommandError).message).toContain(
-      `tag v1.0.0 in repository prod/api is immutable: it already points at ${a.manifest.digest}`,
-    );
-    await pullAndVerify('prod/api:v1.0.0', a);
-
-    await push(a, 'prod/api:latest');
-    await push(b, 'prod/api:latest');
-    await pullAndVerify('prod/api:latest', b);
-    // Outside the rule's repositories, tags move as usual.
-    await push(a, 'dev/api:v1.0.0');
-    await push(b, 'dev/api:v1.0.0');
-    await pullAndVerify('dev/api:v1.0.0', b);
+    await checkImmutability(push, pullAndVerify, a, b);
   });
 
   it('applies each kind of retention rule, and removes a referrer with its subject', async () => {
-    const [m1, m2, m3, pr, latest, untagged] = images.slice(2) as [
-      ImageInfo,
-      ImageInfo,
-      ImageInfo,
-      ImageInfo,
-      ImageInfo,
-      ImageInfo,
-    ];
-    await push(pr, 'ci/app:pr-7');
-    await push(untagged, 'ci/app:tmp');
-    expect((await fetch(`${server().url}/v2/ci/app/manifests/tmp`, { method: 'DELETE' })).status).toBe(202);
-    await sleep(2_500); // pr-7 and the untagged manifest are now older than the rules' 2s
-    for (const [image, tag] of [
-      [m1, 'main-1'],
-      [m2, 'main-2'],
-      [m3, 'main-3'],
-      [latest, 'latest'],
-    ] as const) {
-      await push(image, `ci/app:${tag}`);
-      await sleep(20);
-    }
-    // A signature of main-1, through the referrers API (skopeo cannot push one).
-    const signature = await pushReferrer(server().url, 'ci/app', m1.manifest);
+    const scenario = await pushRetentionScenario(push, server().url, images.slice(2));
+    const [m1, pr, untagged] = scenario.removedImages as [ImageInfo, ImageInfo, ImageInfo];
+    const { 'main-2': m2, 'main-3': m3, latest } = scenario.kept;
+    const gone = scenario.removedManifests;
+    const signature = gone[3] as string;
 
     const dry = await run(
       process.execPath,
@@ -174,7 +128,7 @@ describe('storage lifecycle (standalone server)', () => {
     await pullAndVerify('ci/app:main-3', m3);
     await pullAndVerify('ci/app:latest', latest);
     // Their blobs are gone from storage too.
-    const stored = await storedBlobs(server().dataDir);
+    const stored = await storedBlobsOnDisk(server().dataDir);
     for (const image of [m1, pr, untagged]) {
       for (const digest of allDigests(image)) expect(stored.has(digest)).toBe(false);
     }
@@ -254,50 +208,3 @@ describe('storage lifecycle (standalone server)', () => {
     }
   });
 });
-
-/** Digests of every blob whose bytes the filesystem storage under root holds. */
-async function storedBlobs(root: string): Promise<Set<string>> {
-  const digests = new Set<string>();
-  const base = join(root, 'blobs', 'sha256');
-  if (!existsSync(base)) return digests;
-  for (const prefix of await readdir(base)) {
-    for (const hex of await readdir(join(base, prefix))) {
-      if (existsSync(join(base, prefix, hex, 'data'))) digests.add(`sha256:${hex}`);
-    }
-  }
-  return digests;
-}
-
-/** Pushes an artifact manifest whose subject is the given manifest; answers its digest. */
-async function pushReferrer(
-  url: string,
-  repository: string,
-  subject: { digest: string; size: number; mediaType: string },
-): Promise<string> {
-  const empty = Buffer.from('{}');
-  const emptyDigest = `sha256:${createHash('sha256').update(empty).digest('hex')}`;
-  const upload = await fetch(`${url}/v2/${repository}/blobs/uploads/?digest=${emptyDigest}`, {
-    method: 'POST',
-    body: empty,
-    headers: { 'Content-Type': 'application/octet-stream' },
-  });
-  expect(upload.status).toBe(201);
-  const manifest = Buffer.from(
-    JSON.stringify({
-      schemaVersion: 2,
-      mediaType: OCI_MANIFEST,
-      artifactType: 'application/vnd.example.signature',
-      config: { mediaType: OCI_EMPTY, digest: emptyDigest, size: 2 },
-      layers: [{ mediaType: OCI_EMPTY, digest: emptyDigest, size: 2 }],
-      subject: { mediaType: subject.mediaType, digest: subject.digest, size: subject.size },
-    }),
-  );
-  const digest = `sha256:${createHash('sha256').update(manifest).digest('hex')}`;
-  const put = await fetch(`${url}/v2/${repository}/manifests/${digest}`, {
-    method: 'PUT',
-    body: manifest,
-    headers: { 'Content-Type': OCI_MANIFEST },
-  });
-  expect(put.status).toBe(201);
-  return digest;
-}

@@ -9,6 +9,17 @@ import { parseLocalAwsArgs } from '../../bin/local/local-aws-args.js';
 import { htpasswdFile, type LocalAws, startLocalAws } from '../../bin/local/local-aws.js';
 
 const PASSWORD = 'correct horse battery staple';
+const IMMUTABILITY = [{ repositories: ['prod/**'], except: ['latest'] }];
+const RETENTION = [
+  {
+    repositories: ['ci/**'],
+    protect: ['latest'],
+    rules: [
+      { tags: ['main-*'], keeplast: 2 },
+      { untagged: true, olderthan: '2d' },
+    ],
+  },
+];
 
 describe('startLocalAws with htpasswd authentication, in-process', () => {
   let registry: LocalAws;
@@ -111,6 +122,13 @@ describe('the local:aws command line', () => {
       join(dir, 'access.yaml'),
       'access:\n  rules:\n    - repositories: [team/**]\n      users: ["*"]\n      actions: [pull]\n',
     );
+    writeFileSync(join(dir, 'immutability.json'), JSON.stringify(IMMUTABILITY));
+    writeFileSync(join(dir, 'retention.json'), JSON.stringify(RETENTION));
+    writeFileSync(
+      join(dir, 'retention.yaml'),
+      'retention:\n  - repositories: [ci/**]\n    rules:\n      - tags: [pr-*]\n        olderthan: 14d\n',
+    );
+    writeFileSync(join(dir, 'not-a-list.json'), JSON.stringify({ repositories: ['ci/**'] }));
   });
 
   afterAll(() => {
@@ -150,6 +168,109 @@ describe('the local:aws command line', () => {
       tls,
     });
     expect(() => parseLocalAwsArgs(['--tls-certificate', tls.certificate])).toThrow(/go together/);
+  });
+
+  it('runs garbage collection every --gc-every, with --gc-timeout, with or without auth', () => {
+    expect(parseLocalAwsArgs(['--gc-every', '10m'])).toEqual({ help: false, gc: { everyMs: 600_000 } });
+    expect(parseLocalAwsArgs(['--gc-every', '30s', '--gc-timeout', '90s', '--edge'])).toEqual({
+      help: false,
+      edge: true,
+      gc: { everyMs: 30_000, timeoutMs: 90_000 },
+    });
+    const { gc, auth } = parseLocalAwsArgs([
+      '--auth',
+      'htpasswd',
+      '--htpasswd',
+      join(dir, 'users'),
+      '--gc-every',
+      '1h',
+    ]);
+    expect(gc).toEqual({ everyMs: 3_600_000 });
+    expect(auth?.type).toBe('htpasswd');
+    expect(() => parseLocalAwsArgs(['--gc-every', 'daily'])).toThrow(/--gc-every: expected a duration/);
+    expect(() => parseLocalAwsArgs(['--gc-every', '0s'])).toThrow(/--gc-every: expected a duration/);
+    expect(() => parseLocalAwsArgs(['--gc-timeout', '5m'])).toThrow(/--gc-timeout goes with --gc-every/);
+  });
+
+  it('takes the settings the construct gives the functions: --immutability, and gc settings with --gc-every', () => {
+    expect(parseLocalAwsArgs(['--immutability', join(dir, 'immutability.json')])).toEqual({
+      help: false,
+      immutability: IMMUTABILITY,
+    });
+    expect(
+      parseLocalAwsArgs([
+        '--gc-every',
+        '1h',
+        '--gc-grace',
+        '0s',
+        '--gc-delete-untagged',
+        '--gc-dry-run',
+        '--retention',
+        join(dir, 'retention.json'),
+      ]),
+    ).toEqual({
+      help: false,
+      gc: { everyMs: 3_600_000, graceMs: 0, deleteUntagged: true, dryRun: true, retention: RETENTION },
+    });
+    // YAML too, and the section under its key; with auth, as the other settings.
+    const { gc, auth, immutability } = parseLocalAwsArgs([
+      '--auth',
+      'htpasswd',
+      '--htpasswd',
+      join(dir, 'users'),
+      '--immutability',
+      join(dir, 'immutability.json'),
+      '--gc-every',
+      '10m',
+      '--gc-grace',
+      '1d',
+      '--retention',
+      join(dir, 'retention.yaml'),
+    ]);
+    expect(auth?.type).toBe('htpasswd');
+    expect(immutability).toEqual(IMMUTABILITY);
+    expect(gc).toEqual({
+      everyMs: 600_000,
+      graceMs: 86_400_000,
+      retention: [{ repositories: ['ci/**'], rules: [{ tags: ['pr-*'], olderthan: '14d' }] }],
+    });
+  });
+
+  it('refuses gc settings without --gc-every, a grace that is not whole seconds, and files without a list', () => {
+    expect(() => parseLocalAwsArgs(['--retention', join(dir, 'retention.json')])).toThrow(
+      /^--retention goes with --gc-every/,
+    );
+    expect(() => parseLocalAwsArgs(['--gc-grace', '0s', '--gc-dry-run'])).toThrow(
+      /^--gc-grace, --gc-dry-run go with --gc-every/,
+    );
+    for (const grace of ['soon', '1.5s', '500ms']) {
+      expect(() => parseLocalAwsArgs(['--gc-every', '1h', '--gc-grace', grace])).toThrow(
+        /--gc-grace: expected a duration in whole seconds/,
+      );
+    }
+    expect(() => parseLocalAwsArgs(['--immutability', join(dir, 'not-a-list.json')])).toThrow(
+      /--immutability .*not-a-list\.json: expected a list/,
+    );
+    expect(() => parseLocalAwsArgs(['--gc-every', '1h', '--retention', join(dir, 'missing.json')])).toThrow(
+      /--retention .*missing\.json: cannot read it/,
+    );
+  });
+
+  it("checks the functions' settings as the registry does, before it starts anything", async () => {
+    await expect(
+      startLocalAws({
+        addr: '127.0.0.1:0',
+        gc: {
+          everyMs: 60_000,
+          retention: [{ repositories: ['ci/**'], rules: [{ tags: ['x'], keeplast: 0 }] }],
+        },
+      }),
+    ).rejects.toThrow(
+      /the functions' configuration: retention\[0\]\.rules\[0\]\.keeplast: must be at least 1/,
+    );
+    await expect(
+      startLocalAws({ addr: '127.0.0.1:0', immutability: [{ repositories: [] }] }),
+    ).rejects.toThrow(/the functions' configuration: immutability\[0\]\.repositories/);
   });
 
   it('refuses auth without users, an unknown type, and options without --auth', () => {

@@ -1,10 +1,12 @@
 /** What the suites against the local AWS deployment (dist/local-aws.mjs) share. */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { expect } from 'vitest';
+import type { GcEvent, GcSummary } from '../../../functions/handlers/gc.js';
 import { CommandError } from './exec.js';
 import type { ImageInfo } from './images.js';
-import { LOCAL_AWS_LISTENING, type RegistryUnderTest } from './registry.js';
+import { LOCAL_AWS_CREDENTIALS, LOCAL_AWS_LISTENING, type RegistryUnderTest } from './registry.js';
 
 export const MIB = 1024 * 1024;
 
@@ -88,4 +90,39 @@ export async function expectBlobRedirects(
   for (const digest of digests) expect([...locations.keys()], `blob GETs of ${repo}`).toContain(digest);
   expect(registry.downloadedBlobBytesSince(mark, repo), 'blob bytes served through the Lambda').toBe(0);
   return locations;
+}
+
+/**
+ * Runs the garbage collection function of a local-aws started with StartOptions.gc now, as an operator
+ * does on AWS (`aws lambda invoke`): a synchronous Invoke (RequestResponse) of the function its
+ * listening line names, at the local Lambda's endpoint, signed with the function's credentials.
+ * Returns the function's result; throws with its error when the invocation failed.
+ */
+export async function invokeGarbageCollection(
+  registry: RegistryUnderTest,
+  event: GcEvent = {},
+): Promise<GcSummary> {
+  const { lambda: endpoint, gcFunction, region } = await localAwsDescription(registry);
+  if (endpoint === undefined || gcFunction === undefined) {
+    throw new Error('e2e: this local-aws runs no garbage collection function (StartOptions.gc)');
+  }
+  const client = new LambdaClient({ endpoint, region, credentials: LOCAL_AWS_CREDENTIALS, maxAttempts: 1 });
+  try {
+    const result = await client.send(
+      new InvokeCommand({
+        FunctionName: gcFunction,
+        InvocationType: 'RequestResponse',
+        Payload: new TextEncoder().encode(JSON.stringify(event)),
+      }),
+    );
+    const payload = new TextDecoder().decode(result.Payload);
+    if (result.StatusCode !== 200 || result.FunctionError !== undefined) {
+      throw new Error(
+        `e2e: the garbage collection function failed (${String(result.StatusCode)} ${result.FunctionError ?? ''}): ${payload}`,
+      );
+    }
+    return JSON.parse(payload) as GcSummary;
+  } finally {
+    client.destroy();
+  }
 }

@@ -8,7 +8,10 @@
 // StartOptions.tls serves HTTPS ("ours" and local-aws; the proxy then serves HTTPS with the same
 // certificate). Authentication: for "ours", StartOptions.config adds configuration sections (auth,
 // access) through a config.yml; local-aws takes StartOptions.auth as `npm run local:aws` takes it, by its
-// command-line flags (--auth, --htpasswd, --access, ...).
+// command-line flags (--auth, --htpasswd, --access, ...), and so StartOptions.immutability and .gc
+// (--immutability, --gc-every, --retention, ...). StartOptions.env gives local-aws the functions' other
+// REGISTRY_* variables, and StartOptions.sharedWith starts a second local-aws over the first's S3 and
+// DynamoDB: the same registry with the function's environment changed, as an operator changes it on AWS.
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
@@ -52,6 +55,16 @@ export interface StartOptions {
   config?: Record<string, unknown>;
   /** local-aws only: authentication, given by the command-line flags of `npm run local:aws`. */
   auth?: LocalAwsAuth;
+  /** local-aws only: --immutability, the immutability section (written to a JSON file). */
+  immutability?: readonly Record<string, unknown>[];
+  /** local-aws only: the garbage collection function (--gc-every and its settings). */
+  gc?: LocalAwsGc;
+  /**
+   * local-aws only: no S3 or DynamoDB of its own, but those of this running local-aws (started with
+   * s3 'fauxqs', which takes the credentials DynamoDB Local keys its data by): the same bucket and
+   * table served by a function of its own, with `env`. Stop it before that one.
+   */
+  sharedWith?: RegistryUnderTest;
   /** local-aws only: --edge, the upload edge (CloudFront and its functions) in front. */
   edge?: boolean;
   /** local-aws only: --upload-service, the upload service beside the function. */
@@ -61,13 +74,33 @@ export interface StartOptions {
    * destinations), which get the events the function sends to the local EventBridge.
    */
   webhooks?: readonly string[];
-  /** ours only: more environment variables for the server (credentials for EventBridge, say). */
+  /**
+   * ours: more environment variables for the server (credentials for EventBridge, say). local-aws: the
+   * functions' REGISTRY_* variables that no flag sets, as an operator sets them on the function on AWS
+   * (REGISTRY_STORAGE_MAINTENANCE_READONLY_ENABLED, say); the harness passes none of its own.
+   */
   env?: Record<string, string>;
   /**
    * ours only: 'azurite' stores in Azure Blob Storage, on an Azurite started (and stopped) with the
    * registry, instead of the filesystem; blob GETs then redirect to Azurite with a read-only SAS.
    */
   storage?: 'azurite';
+}
+
+/** Garbage collection for local-aws, as its command line takes it (see bin/local/local-aws-args.ts). */
+export interface LocalAwsGc {
+  /** --gc-every: how often the schedule starts a run (e.g. 1h; runs are also started by Invoke). */
+  every: string;
+  /** --gc-timeout */
+  timeout?: string;
+  /** --gc-grace */
+  grace?: string;
+  /** --gc-delete-untagged */
+  deleteUntagged?: boolean;
+  /** --gc-dry-run */
+  dryRun?: boolean;
+  /** --retention: the retention section (written to a JSON file). */
+  retention?: readonly Record<string, unknown>[];
 }
 
 /** Authentication for local-aws, as its command line takes it (see bin/local/local-aws-args.ts). */
@@ -91,6 +124,15 @@ export interface RegistryTls {
 
 /** The line dist/local-aws.mjs logs once it serves. */
 export const LOCAL_AWS_LISTENING = '"msg":"local AWS registry listening"';
+
+/**
+ * The credentials local-aws is started with: what the function signs with and its local services
+ * (DynamoDB Local, Lambda, Secrets Manager) accept. local-aws's own default, given explicitly.
+ */
+export const LOCAL_AWS_CREDENTIALS = { accessKeyId: 'local', secretAccessKey: 'local' } as const;
+
+/** The S3 each local-aws started here uses. */
+const localAwsS3 = new WeakMap<RegistryUnderTest, 'rgw' | 'fauxqs'>();
 
 export const MANIFEST_ACCEPT = [
   'application/vnd.oci.image.manifest.v1+json',
@@ -197,6 +239,11 @@ export class RegistryUnderTest {
     }
     if (options.auth !== undefined) {
       throw new Error(`e2e: StartOptions.auth is for local-aws; ${kind} takes config.auth (ours) or none`);
+    }
+    if (options.immutability !== undefined || options.gc !== undefined || options.sharedWith !== undefined) {
+      throw new Error(
+        `e2e: StartOptions.immutability, .gc and .sharedWith are for local-aws; ${kind} takes config sections (ours)`,
+      );
     }
     const dir = await makeTempDir(`registry-${kind}`);
     const dataDir = join(dir, 'data');
@@ -312,6 +359,9 @@ export class RegistryUnderTest {
       );
     }
     const { auth, tls } = options;
+    // Its S3: one it starts, or (with sharedWith) the running one's, with its DynamoDB.
+    const s3 =
+      options.sharedWith === undefined ? (options.s3 ?? 'rgw') : await sharedServices(options.sharedWith);
     const caPem = tls === undefined ? undefined : await readFile(tls.ca, 'utf8');
     const proxyTls =
       tls === undefined || caPem === undefined
@@ -336,6 +386,24 @@ export class RegistryUnderTest {
     if (options.edge === true) args.push('--edge');
     if (options.uploadService === true) args.push('--upload-service');
     for (const url of options.webhooks ?? []) args.push('--webhook', url);
+    if (options.immutability !== undefined) {
+      const file = join(dir, 'immutability.json');
+      await writeFile(file, JSON.stringify(options.immutability));
+      args.push('--immutability', file);
+    }
+    const { gc } = options;
+    if (gc !== undefined) {
+      args.push('--gc-every', gc.every);
+      if (gc.timeout !== undefined) args.push('--gc-timeout', gc.timeout);
+      if (gc.grace !== undefined) args.push('--gc-grace', gc.grace);
+      if (gc.deleteUntagged === true) args.push('--gc-delete-untagged');
+      if (gc.dryRun === true) args.push('--gc-dry-run');
+      if (gc.retention !== undefined) {
+        const file = join(dir, 'retention.json');
+        await writeFile(file, JSON.stringify(gc.retention));
+        args.push('--retention', file);
+      }
+    }
     const directUrl = `${tls === undefined ? 'http' : 'https'}://${addr}`;
     // Only local services: no endpoints, credentials or settings inherited from the environment.
     const env = Object.fromEntries(
@@ -343,8 +411,11 @@ export class RegistryUnderTest {
     );
     const daemon = startDaemon(kind, process.execPath, args, logFile, {
       ...env,
+      ...options.env,
       REGISTRY_HTTP_ADDR: addr,
-      LOCAL_AWS_S3: options.s3 ?? 'rgw',
+      ...(typeof s3 === 'string' ? { LOCAL_AWS_S3: s3 } : s3),
+      AWS_ACCESS_KEY_ID: LOCAL_AWS_CREDENTIALS.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: LOCAL_AWS_CREDENTIALS.secretAccessKey,
       REGISTRY_LOG_LEVEL: process.env.E2E_REGISTRY_LOG_LEVEL ?? 'info',
     });
     let childProcesses: ProcessInfo[] = [];
@@ -377,7 +448,18 @@ export class RegistryUnderTest {
       await removeTempDir(dir);
       throw err;
     }
-    return new RegistryUnderTest(kind, dir, join(dir, 'data'), daemon, proxy, port, childProcesses, caPem);
+    const registry = new RegistryUnderTest(
+      kind,
+      dir,
+      join(dir, 'data'),
+      daemon,
+      proxy,
+      port,
+      childProcesses,
+      caPem,
+    );
+    localAwsS3.set(registry, typeof s3 === 'string' ? s3 : 'fauxqs');
+    return registry;
   }
 
   /** The registry's log and the last HTTP exchanges, for failure reports. */
@@ -516,6 +598,41 @@ export class RegistryUnderTest {
       .filter((e) => e.method === 'GET' && e.url.startsWith(`/v2/${repo}/blobs/sha256:`))
       .reduce((sum, e) => sum + e.resBytes, 0);
   }
+}
+
+/**
+ * The variables that point a local-aws at the S3 and DynamoDB of a running one (as at services already
+ * running, LocalStack's say): its endpoints, region, bucket and table, from its listening line. Its S3
+ * must be fauxqs: the Ceph RGW's keys are its own, and the function signs for S3 and DynamoDB alike.
+ */
+async function sharedServices(registry: RegistryUnderTest): Promise<Record<string, string>> {
+  if (registry.kind !== 'local-aws' || localAwsS3.get(registry) !== 'fauxqs') {
+    throw new Error("e2e: StartOptions.sharedWith takes a local-aws started with s3 'fauxqs'");
+  }
+  const line = (await readFile(registry.logFile, 'utf8'))
+    .split('\n')
+    .find((l) => l.includes(LOCAL_AWS_LISTENING));
+  const { s3, dynamodb, region, bucket, table } = JSON.parse(line ?? '{}') as Record<
+    string,
+    string | undefined
+  >;
+  if (
+    s3 === undefined ||
+    dynamodb === undefined ||
+    region === undefined ||
+    bucket === undefined ||
+    table === undefined
+  ) {
+    throw new Error(`e2e: no endpoints in the listening line of ${registry.logFile}`);
+  }
+  return {
+    LOCAL_AWS_S3: 'aws',
+    AWS_ENDPOINT_URL_S3: s3,
+    AWS_ENDPOINT_URL_DYNAMODB: dynamodb,
+    AWS_REGION: region,
+    LOCAL_AWS_BUCKET: bucket,
+    LOCAL_AWS_TABLE: table,
+  };
 }
 
 /**
