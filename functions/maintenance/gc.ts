@@ -13,8 +13,8 @@
  *
  * Safety against concurrent pushes rests on the use marker (BlobStore.markUsed): a request that is
  * about to make a blob reachable marks it, then checks that it exists, then commits. Removing a blob
- * here unlinks it, moves its bytes aside, and reads its marker again: a marker newer than the one the
- * walk saw means a request took it meanwhile, and the bytes and links go back. A request that marks
+ * here reads its marker, unlinks it, moves its bytes aside, and reads its marker again: a marker that
+ * changed means a request took it meanwhile, and the bytes and links go back. A request that marks
  * after that read finds the bytes or the link gone and fails cleanly, so no committed manifest ever
  * names a removed blob. Manifests are removed the same way (their digest is marked by pushes and by
  * indexes naming them), and put back with any tag given to them meanwhile.
