@@ -96,8 +96,6 @@ const GC_ROOT = '/gc';
 const CONCURRENCY = 16;
 /** Blobs walked before the removals among them are started. */
 const BATCH = 256;
-/** Object stores may give modification times in whole seconds. */
-const TIME_RESOLUTION_MS = 1000;
 /** Repositories read per catalog page. */
 const PAGE = 100;
 /** A run whose state nothing touched for this long is abandoned; the next run cleans up after it. */
@@ -251,14 +249,14 @@ class GcRun {
   }
 
   /**
-   * Whether a time (a file's, a mark's) is before the cutoff. Some object stores truncate times to the
-   * second (S3's HEAD does; listings may not): a time of whole seconds may stand for any time in that
-   * second, so it counts as its end. Two readings of a mark then never look equal across a new mark.
+   * Whether a time (a file's, a mark's) is before the cutoff. Some stores give times in whole seconds
+   * (StorageDriver.timeResolutionMs): a time counts as the latest it may stand for, so that two
+   * readings of one mark never look equal across a new mark.
    */
   private isOld(time: Date | undefined): boolean {
     if (time === undefined) return true;
-    const ms = time.getTime();
-    return (ms % TIME_RESOLUTION_MS === 0 ? ms + TIME_RESOLUTION_MS : ms) < this.cutoff;
+    const resolution = this.parts.blobs.driver.timeResolutionMs ?? 1;
+    return time.getTime() + resolution - 1 < this.cutoff;
   }
 
   async execute(): Promise<GcResult> {

@@ -132,6 +132,8 @@ type Signer =
 
 class AzureBackend implements StorageDriver {
   readonly name = NAME;
+  /** Last-Modified is an HTTP date: whole seconds. */
+  readonly timeResolutionMs = 1000;
   readonly service: BlobServiceClient;
   readonly container: ContainerClient;
   readonly blockSize: number;

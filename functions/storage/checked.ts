@@ -24,11 +24,13 @@ export function checked(driver: StorageDriver): StorageDriver {
 /** A StorageDriver that validates its arguments and normalises errors before delegating to a backend. */
 export class CheckedDriver implements StorageDriver {
   readonly name: string;
+  readonly timeResolutionMs: number;
   readonly #backend: StorageDriver;
 
   constructor(backend: StorageDriver) {
     this.#backend = backend;
     this.name = backend.name;
+    this.timeResolutionMs = backend.timeResolutionMs ?? 1;
   }
 
   getContent(path: string): Promise<Uint8Array> {

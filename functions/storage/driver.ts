@@ -11,6 +11,12 @@ export interface StorageDriver {
   /** A short name for logs and errors ("filesystem", "inmemory", "s3", ...). */
   readonly name: string;
 
+  /**
+   * How precise the times stat gives are, in ms: 1000 for stores that answer in whole seconds (S3's and
+   * Azure's HEAD). Garbage collection reads a time as the latest it may stand for. Default 1.
+   */
+  readonly timeResolutionMs?: number;
+
   /** The whole content at path. Throws PathNotFoundError if nothing is stored there. Meant for small objects. */
   getContent(path: string): Promise<Uint8Array>;
 

@@ -72,6 +72,8 @@ export interface S3DriverOptions {
 
 class S3Backend extends S3Bucket implements StorageDriver {
   readonly name = NAME;
+  /** HeadObject's Last-Modified is an HTTP date: whole seconds. */
+  readonly timeResolutionMs = 1000;
   readonly #root: string;
   readonly #redirectExpiry: number;
   readonly #copyThreshold: number;
